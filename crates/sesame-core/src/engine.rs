@@ -1,0 +1,659 @@
+//! The engine: every use case of Sesame (register, login, refresh, logout,
+//! session management, password change, key rotation) written once over the
+//! store, clock and hasher traits. The HTTP server and library users call
+//! these methods; nothing here knows about requests, cookies or SQL.
+
+use crate::access::{AccessClaims, RESERVED_CLAIMS, VerifiedClaims, Verifier};
+use crate::clock::{Clock, UnixTime};
+use crate::crypto;
+use crate::error::{Error, FieldError};
+use crate::ids::{Email, SessionId, UserId};
+use crate::keys::{self, KeyError, KeyRing, SigningAlg};
+use crate::liveness::RevokedSet;
+use crate::password::{HashError, HashParams, Password, PasswordError, PasswordHasher};
+use crate::refresh::{RefreshKeys, RefreshToken};
+use crate::rotation::{Channel, Presented, RotationPolicy};
+use crate::session::{Aal, DeviceInfo, RevokeReason, Session, Transport};
+use crate::store::{
+    AccountStore, AuditEvent, Created, NewSession, NewUser, RotationOutcome, SessionCap,
+    SessionStore, StoreError, User,
+};
+use serde_json::json;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The engine's settings (the server fills them from its configuration).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `iss` of access tokens.
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Access-token lifetime, seconds.
+    pub access_ttl: i64,
+    /// Clock leeway, seconds (≤ 60).
+    pub leeway: i64,
+    /// Absolute session lifetime, seconds.
+    pub session_max_age: i64,
+    /// Rotation rules (grace, late retry, answer cap, idle ttl, reuse policy).
+    pub rotation: RotationPolicy,
+    /// `max_sessions_per_user`.
+    pub session_cap: Option<SessionCap>,
+    /// `require_verified_email`.
+    pub require_verified_email: bool,
+    /// Argon2id parameters for new hashes.
+    pub hash_params: HashParams,
+    /// Algorithm of newly generated signing keys.
+    pub signing_alg: SigningAlg,
+    /// How long revoked sessions stay visible in the session list, seconds.
+    pub revoked_session_visibility: i64,
+}
+
+/// Tokens handed to a client after login, register or refresh.
+#[derive(Clone)]
+pub struct Grant {
+    /// The signed access token.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: i64,
+    /// The refresh token (`srt_…`).
+    pub refresh_token: String,
+    /// Seconds until the session's refresh stops working at the latest.
+    pub refresh_expires_in: i64,
+    /// The session.
+    pub session: Session,
+    /// The user.
+    pub user: User,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant")
+            .field("session", &self.session.id)
+            .field("user", &self.user.id)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What register did.
+#[derive(Debug)]
+pub enum Registered {
+    /// Account created and signed in.
+    SignedIn(Box<Grant>),
+    /// `require_verified_email`: the same answer whether or not the address existed.
+    VerificationSent,
+}
+
+/// Per-request facts the engine needs.
+#[derive(Debug, Clone)]
+pub struct LoginContext {
+    /// IP and user agent.
+    pub device: DeviceInfo,
+    /// Transport chosen with `Sesame-Transport`.
+    pub transport: Transport,
+    /// A live refresh cookie that arrived with the login (to be `replaced`).
+    pub replaces: Option<String>,
+}
+
+/// The engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    accounts: Arc<dyn AccountStore>,
+    sessions: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    hasher: Arc<dyn PasswordHasher>,
+    refresh_keys: RefreshKeys,
+    master_key: Zeroizing<[u8; 32]>,
+    ring: RwLock<Arc<KeyRing>>,
+    verifier: Verifier,
+    cfg: EngineConfig,
+    revoked: RevokedSet,
+    dummy_hash: String,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+/// What the engine needs to start.
+#[derive(Debug)]
+pub struct EngineParts {
+    /// Account store.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Session store.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The instance clock (access tokens).
+    pub clock: Arc<dyn Clock>,
+    /// Where Argon2id runs.
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// Refresh keys.
+    pub refresh_keys: RefreshKeys,
+    /// Master key sealing signing keys at rest.
+    pub master_key: Zeroizing<[u8; 32]>,
+    /// Generate a key ring when the store has none (development mode).
+    pub generate_missing_keys: bool,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The key ring is missing or unusable.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// Hashing failed.
+    #[error("computing the dummy password hash failed")]
+    Hash,
+}
+
+impl Engine {
+    /// Starts the engine: loads (or, when allowed, generates) the key ring and
+    /// prepares the dummy hash for unknown emails.
+    pub async fn start(parts: EngineParts, cfg: EngineConfig) -> Result<Self, StartError> {
+        let mut records = parts.accounts.load_keys().await?;
+        if records.is_empty() && parts.generate_missing_keys {
+            records = keys::initial_records(cfg.signing_alg, parts.clock.now(), &parts.master_key)?;
+            parts.accounts.save_keys(&records).await?;
+        }
+        let ring = KeyRing::open(&records, &parts.master_key)?;
+        let dummy = Password::presented(crypto::b64(&crypto::random::<24>())).map_err(|_| StartError::Hash)?;
+        let dummy_hash = parts.hasher.hash(dummy).await.map_err(|_| StartError::Hash)?;
+        Ok(Self {
+            verifier: Verifier::new(cfg.issuer.clone(), cfg.audience.clone(), cfg.leeway),
+            accounts: parts.accounts,
+            sessions: parts.sessions,
+            clock: parts.clock,
+            hasher: parts.hasher,
+            refresh_keys: parts.refresh_keys,
+            master_key: parts.master_key,
+            ring: RwLock::new(Arc::new(ring)),
+            revoked: RevokedSet::new(Duration::from_secs(2)),
+            cfg,
+            dummy_hash,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The account store.
+    pub fn accounts(&self) -> &Arc<dyn AccountStore> {
+        &self.accounts
+    }
+
+    /// The session store.
+    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
+        &self.sessions
+    }
+
+    /// The revoked-session set (the host polls [`RevokedSet::sync`]).
+    pub fn revoked_set(&self) -> &RevokedSet {
+        &self.revoked
+    }
+
+    /// The instance clock.
+    pub fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+
+    /// The current key ring.
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        self.ring.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Re-reads the key ring from the store (every 30 s, and on an unknown `kid`).
+    pub async fn reload_keys(&self) -> Result<(), StartError> {
+        let records = self.accounts.load_keys().await?;
+        let ring = Arc::new(KeyRing::open(&records, &self.master_key)?);
+        if let Ok(mut r) = self.ring.write() {
+            *r = ring;
+        }
+        Ok(())
+    }
+
+    /// Rotates the signing keys (see [`keys::rotate_records`]) and reloads.
+    pub async fn rotate_keys(&self, revoke_old: bool) -> Result<(), StartError> {
+        let current = self.accounts.load_keys().await?;
+        let retire_after = self.cfg.access_ttl + self.cfg.leeway;
+        let next = keys::rotate_records(
+            &current,
+            self.cfg.signing_alg,
+            self.clock.now(),
+            retire_after,
+            revoke_old,
+            &self.master_key,
+        )?;
+        self.accounts.save_keys(&next).await?;
+        self.audit("signing_keys_rotated", None, None, None, json!({ "revoke_old": revoke_old })).await;
+        self.reload_keys().await
+    }
+
+    /// The public JWKS.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.key_ring().jwks()
+    }
+
+    async fn audit(
+        &self,
+        kind: &'static str,
+        user_id: Option<UserId>,
+        session_id: Option<SessionId>,
+        ip: Option<&str>,
+        detail: serde_json::Value,
+    ) {
+        let ev = AuditEvent { kind, user_id, session_id, ip: ip.map(str::to_owned), detail };
+        if let Err(e) = self.accounts.audit(ev).await {
+            tracing::warn!(event = kind, error = %e, "audit write failed");
+        }
+    }
+
+    fn hash_error(e: HashError) -> Error {
+        match e {
+            HashError::Overloaded => Error::Overloaded,
+            HashError::Internal => Error::Internal("password hashing failed".into()),
+        }
+    }
+
+    fn password_field(field: &'static str, e: PasswordError) -> Error {
+        Error::field(field, e.to_string())
+    }
+
+    /// Creates an account (§3 register).
+    pub async fn register(&self, email: &str, password: String, ctx: &LoginContext) -> Result<Registered, Error> {
+        let mut errors = Vec::new();
+        let email = Email::parse(email).map_err(|e| errors.push(FieldError { field: "email", message: e.to_string() }));
+        let password = Password::new_checked(password)
+            .map_err(|e| errors.push(FieldError { field: "password", message: e.to_string() }));
+        let (Ok(email), Ok(password)) = (email, password) else {
+            return Err(Error::InvalidInput(errors));
+        };
+        let hash = self.hasher.hash(password).await.map_err(Self::hash_error)?;
+        let new = NewUser {
+            id: UserId::new(),
+            email: email.clone(),
+            password_hash: hash,
+            email_verified: false,
+        };
+        let user = match self.accounts.create_user(new).await {
+            Ok(u) => u,
+            Err(StoreError::Conflict) => {
+                self.audit("register_existing_email", None, None, ctx.device.ip.as_deref(), json!({})).await;
+                return if self.cfg.require_verified_email {
+                    Ok(Registered::VerificationSent)
+                } else {
+                    Err(Error::EmailTaken)
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.audit("user_registered", Some(user.id), None, ctx.device.ip.as_deref(), json!({})).await;
+        if self.cfg.require_verified_email {
+            return Ok(Registered::VerificationSent);
+        }
+        let now = self.clock.now();
+        let grant = self.open_session(&user, now, Aal::Aal1, Default::default(), ctx).await?;
+        Ok(Registered::SignedIn(Box::new(grant)))
+    }
+
+    /// Creates a user without a session (CLI `user add`); the email counts as verified.
+    pub async fn add_user(&self, email: &str, password: String) -> Result<User, Error> {
+        let email = Email::parse(email).map_err(|e| Error::field("email", e.to_string()))?;
+        let password = Password::new_checked(password).map_err(|e| Self::password_field("password", e))?;
+        let hash = self.hasher.hash(password).await.map_err(Self::hash_error)?;
+        match self
+            .accounts
+            .create_user(NewUser { id: UserId::new(), email, password_hash: hash, email_verified: true })
+            .await
+        {
+            Ok(u) => Ok(u),
+            Err(StoreError::Conflict) => Err(Error::EmailTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks an email and password (§3 login): the same answer and the same
+    /// work whether the email is unknown or the password wrong.
+    pub async fn login(&self, email: &str, password: String, ctx: &LoginContext) -> Result<Grant, Error> {
+        let password = Password::presented(password).map_err(|e| Self::password_field("password", e))?;
+        let found = match Email::parse(email) {
+            Ok(e) => self.accounts.user_by_email(&e).await?,
+            Err(_) => None,
+        };
+        let Some(cred) = found else {
+            // Same cost as a real check, so timing does not reveal which emails exist.
+            let _ = self.hasher.verify(password, self.dummy_hash.clone()).await.map_err(Self::hash_error)?;
+            self.audit("login_failed", None, None, ctx.device.ip.as_deref(), json!({ "why": "unknown_email" }))
+                .await;
+            return Err(Error::InvalidCredentials);
+        };
+        let verified = self
+            .hasher
+            .verify(password.clone(), cred.password_hash.clone())
+            .await
+            .map_err(Self::hash_error)?;
+        let user = cred.user;
+        if !verified.ok {
+            self.audit("login_failed", Some(user.id), None, ctx.device.ip.as_deref(), json!({ "why": "password" }))
+                .await;
+            return Err(Error::InvalidCredentials);
+        }
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        if self.cfg.require_verified_email && !user.email_verified {
+            return Err(Error::EmailNotVerified);
+        }
+        if verified.needs_rehash {
+            if let Ok(h) = self.hasher.hash(password).await {
+                self.accounts.set_password_hash(user.id, &h).await?;
+            }
+        }
+        let now = self.clock.now();
+        let grant = self.open_session(&user, now, Aal::Aal1, Default::default(), ctx).await?;
+        self.audit("login_succeeded", Some(user.id), Some(grant.session.id), ctx.device.ip.as_deref(), json!({}))
+            .await;
+        Ok(grant)
+    }
+
+    /// Opens a session for a user who just proved a credential.
+    async fn open_session(
+        &self,
+        user: &User,
+        auth_time: UnixTime,
+        aal: Aal,
+        claims: serde_json::Map<String, serde_json::Value>,
+        ctx: &LoginContext,
+    ) -> Result<Grant, Error> {
+        let id = SessionId::random();
+        let token = self.refresh_keys.mint_first(id);
+        let replaces = ctx.replaces.as_deref().and_then(|t| self.refresh_keys.verify(t)).map(|t| t.session_id());
+        let new = NewSession {
+            id,
+            user_id: user.id,
+            transport: ctx.transport,
+            first_hash: token.secret_hash(),
+            ua_hash: ctx.device.ua_hash(),
+            key_version: token.key_version(),
+            idle_ttl: self.cfg.rotation.idle_ttl,
+            max_age: self.cfg.session_max_age,
+            aal,
+            ip: ctx.device.ip.clone(),
+            user_agent: ctx.device.user_agent.clone(),
+            claims,
+            cap: self.cfg.session_cap,
+            replaces,
+        };
+        let (session, revoked) = match self.sessions.create_session(new).await? {
+            Created::Session { session, revoked } => (session, revoked),
+            Created::LimitReached => return Err(Error::SessionLimitReached),
+        };
+        for sid in revoked {
+            let reason = if Some(sid) == replaces { RevokeReason::Replaced } else { RevokeReason::Evicted };
+            self.note_revoked(sid, reason);
+            self.audit("session_revoked", Some(user.id), Some(sid), ctx.device.ip.as_deref(), json!({ "reason": reason.as_str() }))
+                .await;
+        }
+        let _ = auth_time;
+        self.grant(user.clone(), session, &token)
+    }
+
+    fn note_revoked(&self, sid: SessionId, reason: RevokeReason) {
+        let not_after = self.clock.now() + self.cfg.access_ttl + self.cfg.leeway + 1;
+        self.revoked.insert(sid, reason, not_after);
+    }
+
+    fn grant(&self, user: User, session: Session, token: &RefreshToken) -> Result<Grant, Error> {
+        let now = self.clock.now();
+        let exp = (now + self.cfg.access_ttl).min(session.expires_at);
+        let claims = AccessClaims {
+            iss: self.verifier.issuer().to_owned(),
+            aud: self.verifier.audience().to_owned(),
+            sub: user.id,
+            sid: session.id,
+            iat: now,
+            exp,
+            jti: crypto::b64(&crypto::random::<16>()),
+            auth_time: session.auth_time,
+            aal: session.aal,
+            cnf: None,
+            ext: session.claims.clone(),
+        };
+        let access_token = self
+            .verifier
+            .sign(&self.key_ring(), &claims)
+            .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
+        let refresh_end = session.idle_expires_at.map_or(session.expires_at, |i| i.min(session.expires_at));
+        Ok(Grant {
+            access_token,
+            expires_in: exp - now,
+            refresh_token: token.encode(),
+            refresh_expires_in: (refresh_end - now).max(0),
+            session,
+            user,
+        })
+    }
+
+    /// Rotates a refresh token (§2). `channel` is where it arrived.
+    pub async fn refresh(&self, presented: &str, channel: Channel, device: &DeviceInfo) -> Result<Grant, Error> {
+        let Some(token) = self.refresh_keys.verify(presented) else {
+            return Err(Error::RefreshTokenInvalid);
+        };
+        let Some(successor) = self.refresh_keys.successor(&token) else {
+            return Err(Error::RefreshTokenInvalid);
+        };
+        let p = Presented {
+            generation: token.generation(),
+            secret_hash: token.secret_hash(),
+            successor_hash: successor.secret_hash(),
+            ua_hash: device.ua_hash(),
+            channel,
+        };
+        let sid = token.session_id();
+        let ip = device.ip.as_deref();
+        let session = match self.sessions.rotate(sid, &p, &self.cfg.rotation).await? {
+            RotationOutcome::Rotated(s) => s,
+            RotationOutcome::Grace(s) => {
+                self.audit("refresh_grace_answer", Some(s.user_id), Some(sid), ip, json!({})).await;
+                s
+            }
+            RotationOutcome::NotFound => return Err(Error::RefreshTokenInvalid),
+            RotationOutcome::Stale => return Err(Error::RefreshTokenStale),
+            RotationOutcome::Revoked(RevokeReason::Expired) | RotationOutcome::Expired => {
+                return Err(Error::SessionExpired);
+            }
+            RotationOutcome::Revoked(r) => return Err(Error::SessionRevoked(r)),
+            RotationOutcome::TransportMismatch => return Err(Error::TransportMismatch),
+            RotationOutcome::RollbackSuspected => {
+                tracing::warn!(session = %sid, "store_rollback_suspected");
+                self.audit("store_rollback_suspected", None, Some(sid), ip, json!({ "generation": token.generation() }))
+                    .await;
+                return Err(Error::RefreshTokenInvalid);
+            }
+            RotationOutcome::Reused { session, class, revoked } => {
+                for r in &revoked {
+                    self.note_revoked(*r, RevokeReason::ReuseDetected);
+                }
+                tracing::warn!(session = %sid, class = class.as_str(), "refresh_token_reuse_detected");
+                self.audit(
+                    "refresh_reuse_detected",
+                    Some(session.user_id),
+                    Some(sid),
+                    ip,
+                    json!({ "class": class.as_str(), "revoked": revoked.len() }),
+                )
+                .await;
+                return Err(Error::RefreshTokenReused);
+            }
+        };
+        let user = self.accounts.user_by_id(session.user_id).await?.ok_or(Error::RefreshTokenInvalid)?;
+        if user.disabled {
+            return Err(Error::SessionRevoked(RevokeReason::AccountDisabled));
+        }
+        self.grant(user, session, &successor)
+    }
+
+    /// Verifies an access token and checks that its session is live.
+    pub async fn authenticate(&self, token: &str) -> Result<VerifiedClaims, Error> {
+        let now = self.clock.now();
+        let ring = self.key_ring();
+        let verified = match self.verifier.verify(&ring, token, now) {
+            Ok(v) => v,
+            Err(crate::access::Rejection::UnknownKid) => {
+                // A key rotated on another instance: reload once and retry.
+                if self.reload_keys().await.is_err() {
+                    return Err(Error::InvalidToken);
+                }
+                self.verifier.verify(&self.key_ring(), token, now).map_err(|_| Error::InvalidToken)?
+            }
+            Err(e) => {
+                tracing::debug!(rejection = %e, "access token rejected");
+                return Err(Error::InvalidToken);
+            }
+        };
+        self.check_live(&verified).await?;
+        Ok(verified)
+    }
+
+    /// The liveness check of every access-authenticated route.
+    pub async fn check_live(&self, claims: &VerifiedClaims) -> Result<(), Error> {
+        let sid = claims.session_id();
+        if let Some(reason) = self.revoked.lookup(&sid) {
+            return Err(Error::SessionRevoked(reason));
+        }
+        if self.revoked.is_fresh() {
+            return Ok(());
+        }
+        match self.sessions.session(sid).await? {
+            Some(s) if s.user_id != claims.user_id() => Err(Error::InvalidToken),
+            Some(s) => match s.revoke_reason {
+                Some(r) if s.revoked_at.is_some() => Err(Error::SessionRevoked(r)),
+                _ => Ok(()),
+            },
+            None => Err(Error::InvalidToken),
+        }
+    }
+
+    /// The user and current session of a verified token.
+    pub async fn me(&self, claims: &VerifiedClaims) -> Result<(User, Session), Error> {
+        let session = self.sessions.session(claims.session_id()).await?.ok_or(Error::InvalidToken)?;
+        if let (Some(_), Some(r)) = (session.revoked_at, session.revoke_reason) {
+            return Err(Error::SessionRevoked(r));
+        }
+        let user = self.accounts.user_by_id(claims.user_id()).await?.ok_or(Error::InvalidToken)?;
+        Ok((user, session))
+    }
+
+    /// Revokes one session (logout).
+    pub async fn logout(&self, sid: SessionId, reason: RevokeReason, ip: Option<&str>) -> Result<(), Error> {
+        if let Some(s) = self.sessions.revoke(sid, reason).await? {
+            self.note_revoked(sid, reason);
+            self.audit("session_revoked", Some(s.user_id), Some(sid), ip, json!({ "reason": reason.as_str() })).await;
+        }
+        Ok(())
+    }
+
+    /// Logout through a refresh token (cookie-only clients): the tag is
+    /// checked first, then the session it names is revoked.
+    pub async fn logout_with_refresh(&self, presented: &str, ip: Option<&str>) -> Result<(), Error> {
+        let token = self.refresh_keys.verify(presented).ok_or(Error::RefreshTokenInvalid)?;
+        self.logout(token.session_id(), RevokeReason::Logout, ip).await
+    }
+
+    /// Revokes every session of a user but `keep`.
+    pub async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+        ip: Option<&str>,
+    ) -> Result<usize, Error> {
+        let revoked = self.sessions.revoke_user(user, keep, reason).await?;
+        for sid in &revoked {
+            self.note_revoked(*sid, reason);
+        }
+        self.audit(
+            "sessions_revoked",
+            Some(user),
+            keep,
+            ip,
+            json!({ "reason": reason.as_str(), "count": revoked.len(), "kept_current": keep.is_some() }),
+        )
+        .await;
+        Ok(revoked.len())
+    }
+
+    /// Revokes one of the caller's own sessions; anyone else's is `NotFound`.
+    pub async fn revoke_own(&self, claims: &VerifiedClaims, target: SessionId, ip: Option<&str>) -> Result<(), Error> {
+        match self.sessions.session(target).await? {
+            Some(s) if s.user_id == claims.user_id() => {
+                let reason = if target == claims.session_id() { RevokeReason::Logout } else { RevokeReason::RevokedByUser };
+                self.logout(target, reason, ip).await
+            }
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// The caller's live sessions and recently revoked ones.
+    pub async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>, Error> {
+        let since = self.clock.now() - self.cfg.revoked_session_visibility;
+        Ok(self.sessions.list_sessions(user, since).await?)
+    }
+
+    /// Changes the password (needs the current one) and revokes every other session.
+    pub async fn change_password(
+        &self,
+        claims: &VerifiedClaims,
+        current: String,
+        new: String,
+        ip: Option<&str>,
+    ) -> Result<(), Error> {
+        let current = Password::presented(current).map_err(|e| Self::password_field("current_password", e))?;
+        let new = Password::new_checked(new).map_err(|e| Self::password_field("new_password", e))?;
+        let cred = self.accounts.credential_by_id(claims.user_id()).await?.ok_or(Error::InvalidToken)?;
+        let v = self.hasher.verify(current, cred.password_hash).await.map_err(Self::hash_error)?;
+        if !v.ok {
+            self.audit("password_change_failed", Some(claims.user_id()), Some(claims.session_id()), ip, json!({}))
+                .await;
+            return Err(Error::InvalidCredentials);
+        }
+        let hash = self.hasher.hash(new).await.map_err(Self::hash_error)?;
+        self.accounts.set_password_hash(claims.user_id(), &hash).await?;
+        self.audit("password_changed", Some(claims.user_id()), Some(claims.session_id()), ip, json!({})).await;
+        self.revoke_user_sessions(claims.user_id(), Some(claims.session_id()), RevokeReason::PasswordChanged, ip)
+            .await?;
+        Ok(())
+    }
+
+    /// Disables or enables a user; disabling revokes every session.
+    pub async fn set_user_disabled(&self, user: UserId, disabled: bool) -> Result<(), Error> {
+        if !self.accounts.set_disabled(user, disabled).await? {
+            return Err(Error::NotFound);
+        }
+        self.audit(if disabled { "user_disabled" } else { "user_enabled" }, Some(user), None, None, json!({})).await;
+        if disabled {
+            self.revoke_user_sessions(user, None, RevokeReason::AccountDisabled, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks application claims for a session: an object of at most 1 KiB
+    /// whose names avoid the reserved ones.
+    pub fn check_app_claims(claims: &serde_json::Map<String, serde_json::Value>) -> Result<(), Error> {
+        if let Some(k) = claims.keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str())) {
+            return Err(Error::field("claims", format!("`{k}` is a reserved claim")));
+        }
+        if serde_json::to_vec(claims).map(|v| v.len()).unwrap_or(usize::MAX) > 1024 {
+            return Err(Error::field("claims", "must be at most 1 KiB"));
+        }
+        Ok(())
+    }
+}

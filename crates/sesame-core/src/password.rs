@@ -1,0 +1,220 @@
+//! Passwords: the checked [`Password`] type, Argon2id hashing, and the
+//! [`PasswordHasher`] trait through which the engine hashes off the async
+//! executor.
+//!
+//! Argon2id costs ~20–40 ms of one core per call. The engine never calls it
+//! directly: a host supplies a [`PasswordHasher`] that runs the work on a
+//! bounded pool with a bounded queue and answers
+//! [`HashError::Overloaded`] past it (the `sesame` server's pool does), so a
+//! login flood cannot stall refreshes. Unknown emails are verified against a
+//! dummy hash so they cost the same as a wrong password.
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
+
+/// Shortest accepted password, in characters.
+pub const MIN_LEN: usize = 8;
+/// Longest accepted password, in characters (bounds hashing cost).
+pub const MAX_LEN: usize = 1024;
+
+/// A password as the user typed it. Never printed, wiped on drop.
+#[derive(Clone)]
+pub struct Password(SecretString);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Why a new password was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    /// Fewer than 8 characters.
+    #[error("must be at least 8 characters")]
+    TooShort,
+    /// More than 1024 characters.
+    #[error("must be at most 1024 characters")]
+    TooLong,
+    /// On the common-password list.
+    #[error("is too common; choose another")]
+    Common,
+}
+
+impl Password {
+    /// Wraps a presented password for *verification*: no policy applies (an
+    /// old password may predate the policy), but the length bound does, so a
+    /// megabyte password cannot buy a megabyte of hashing.
+    pub fn presented(s: String) -> Result<Self, PasswordError> {
+        if s.chars().count() > MAX_LEN {
+            return Err(PasswordError::TooLong);
+        }
+        Ok(Self(SecretString::from(s)))
+    }
+
+    /// Wraps a *new* password: 8–1024 characters, compared exactly as typed
+    /// (no trimming, no case folding), and not on the common list.
+    pub fn new_checked(s: String) -> Result<Self, PasswordError> {
+        let n = s.chars().count();
+        if n < MIN_LEN {
+            return Err(PasswordError::TooShort);
+        }
+        if n > MAX_LEN {
+            return Err(PasswordError::TooLong);
+        }
+        if is_common(&s) {
+            return Err(PasswordError::Common);
+        }
+        Ok(Self(SecretString::from(s)))
+    }
+
+    /// The characters, for hashing.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+const COMMON: &str = include_str!("common-passwords.txt");
+
+/// Whether `s` (case-insensitively) is on the embedded common-password list.
+pub fn is_common(s: &str) -> bool {
+    let lower = s.to_lowercase();
+    COMMON.lines().any(|l| l == lower)
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Iterations.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl HashParams {
+    /// OWASP's first recommendation: m = 19 MiB, t = 2, p = 1.
+    pub const OWASP: Self = Self { m_kib: 19 * 1024, t: 2, p: 1 };
+
+    /// Whether these meet one of OWASP's equivalent minimums.
+    pub fn meets_owasp(&self) -> bool {
+        const MIN: [(u32, u32); 5] = [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)];
+        self.p >= 1 && MIN.iter().any(|&(m, t)| self.m_kib >= m && self.t >= t)
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>, HashError> {
+        let params = Params::new(self.m_kib, self.t, self.p, None).map_err(|_| HashError::Internal)?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+/// Why hashing did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashError {
+    /// The pool and its queue are full: 503 `overloaded`.
+    #[error("password hashing is overloaded")]
+    Overloaded,
+    /// The hash could not be computed or parsed.
+    #[error("password hashing failed")]
+    Internal,
+}
+
+/// The result of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// The password matched.
+    pub ok: bool,
+    /// The stored hash used other parameters than the configured ones.
+    pub needs_rehash: bool,
+}
+
+/// Hashes with `params` (blocking; call from a blocking pool).
+pub fn hash_blocking(params: &HashParams, password: &Password) -> Result<String, HashError> {
+    params
+        .argon2()?
+        .hash_password(password.expose().as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|_| HashError::Internal)
+}
+
+/// Verifies against a PHC string (blocking). A malformed stored hash counts
+/// as a mismatch, never a panic.
+pub fn verify_blocking(params: &HashParams, password: &Password, phc: &str) -> Verified {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Verified { ok: false, needs_rehash: false };
+    };
+    let ok = Argon2::default()
+        .verify_password(password.expose().as_bytes(), &parsed)
+        .is_ok();
+    let needs_rehash = Params::try_from(&parsed)
+        .map(|p| p.m_cost() != params.m_kib || p.t_cost() != params.t || p.p_cost() != params.p)
+        .unwrap_or(true)
+        || parsed.algorithm.as_str() != "argon2id";
+    Verified { ok, needs_rehash }
+}
+
+/// Hashes and verifies passwords off the async executor.
+#[async_trait::async_trait]
+pub trait PasswordHasher: Send + Sync + fmt::Debug {
+    /// Hashes a new password.
+    async fn hash(&self, password: Password) -> Result<String, HashError>;
+    /// Verifies `password` against a stored PHC string.
+    async fn verify(&self, password: Password, phc: String) -> Result<Verified, HashError>;
+}
+
+/// A hasher that runs inline on the calling thread. For library users with
+/// their own pool, and for tests; servers use a bounded pool instead.
+#[derive(Debug, Clone, Copy)]
+pub struct InlineHasher(pub HashParams);
+
+#[async_trait::async_trait]
+impl PasswordHasher for InlineHasher {
+    async fn hash(&self, password: Password) -> Result<String, HashError> {
+        hash_blocking(&self.0, &password)
+    }
+    async fn verify(&self, password: Password, phc: String) -> Result<Verified, HashError> {
+        Ok(verify_blocking(&self.0, &password, &phc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy() {
+        assert_eq!(Password::new_checked("short".into()).unwrap_err(), PasswordError::TooShort);
+        assert_eq!(Password::new_checked("x".repeat(1025)).unwrap_err(), PasswordError::TooLong);
+        assert_eq!(Password::new_checked("Password123".into()).unwrap_err(), PasswordError::Common);
+        assert!(Password::new_checked("  correct horse battery  ".into()).is_ok());
+        assert!(Password::new_checked("é".repeat(1024)).is_ok());
+        assert_eq!(format!("{:?}", Password::presented("hunter22".into()).unwrap()), "Password(***)");
+    }
+
+    #[test]
+    fn hash_verify_and_rehash() {
+        let weak = HashParams { m_kib: 1024, t: 1, p: 1 };
+        let pw = Password::presented("correct horse".into()).unwrap();
+        let phc = hash_blocking(&weak, &pw).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+        assert_eq!(verify_blocking(&weak, &pw, &phc), Verified { ok: true, needs_rehash: false });
+        let strong = HashParams { m_kib: 2048, ..weak };
+        assert_eq!(verify_blocking(&strong, &pw, &phc), Verified { ok: true, needs_rehash: true });
+        let wrong = Password::presented("Correct horse".into()).unwrap();
+        assert!(!verify_blocking(&weak, &wrong, &phc).ok);
+        assert!(!verify_blocking(&weak, &pw, "garbage").ok);
+    }
+
+    #[test]
+    fn owasp_minimums() {
+        assert!(HashParams::OWASP.meets_owasp());
+        assert!(HashParams { m_kib: 47104, t: 1, p: 1 }.meets_owasp());
+        assert!(!HashParams { m_kib: 19456, t: 1, p: 1 }.meets_owasp());
+    }
+}

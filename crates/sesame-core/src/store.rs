@@ -1,0 +1,265 @@
+//! The store traits and their contracts.
+//!
+//! Two traits, as the design splits them: [`AccountStore`] (users,
+//! credentials, key ring, audit log) and [`SessionStore`] (sessions, refresh
+//! rotation, revocation and the revocation rows that feed liveness checks).
+//! One type may implement both (the SQL stores do, on one database).
+//!
+//! Contracts every implementation keeps, proven by the conformance tests:
+//! - **Store time.** Every time a store writes or compares (creation, expiry,
+//!   rotation age) is the store's own clock, never a caller's.
+//! - **Atomic rotation.** [`SessionStore::rotate`] classifies with
+//!   [`crate::rotation::decide`] and applies the decision with one conditional
+//!   write; a lost race re-reads and re-decides with `lost_race = true`.
+//! - **Revocation writes its row.** Every revocation inserts a revocation row
+//!   `(seq, sid, reason, not_after)` in the same transaction, `seq` strictly
+//!   increasing, so other instances and resource servers learn of it.
+//! - **Errors keep their source** and say whether the store was unreachable
+//!   ([`StoreError::Unavailable`]) so the HTTP layer can answer 503.
+
+use crate::clock::UnixTime;
+use crate::ids::{Email, SessionId, UserId};
+use crate::keys::KeyRecord;
+use crate::rotation::{Presented, ReuseClass, RotationPolicy};
+use crate::session::{Aal, RevokeReason, Session, Transport};
+use std::fmt;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached or timed out: 503 `storage_unavailable`.
+    #[error("store unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A uniqueness constraint failed (email already taken).
+    #[error("conflict")]
+    Conflict,
+    /// Anything else (corrupt row, bug).
+    #[error("store error")]
+    Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// Id.
+    pub id: UserId,
+    /// Normalised email.
+    pub email: Email,
+    /// Whether the address was proven.
+    pub email_verified: bool,
+    /// Disabled accounts cannot log in and have no sessions.
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: UnixTime,
+}
+
+/// A user with the stored password hash, for login.
+#[derive(Clone, PartialEq)]
+pub struct UserCredential {
+    /// The user.
+    pub user: User,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+}
+
+impl fmt::Debug for UserCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserCredential").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+/// A user to create.
+#[derive(Clone)]
+pub struct NewUser {
+    /// Id, chosen by the engine.
+    pub id: UserId,
+    /// Normalised email.
+    pub email: Email,
+    /// PHC string.
+    pub password_hash: String,
+    /// Whether the address counts as proven (CLI-created users, say).
+    pub email_verified: bool,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser").field("id", &self.id).field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+/// A session to create.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Its id.
+    pub id: SessionId,
+    /// Its user.
+    pub user_id: UserId,
+    /// Fixed transport.
+    pub transport: Transport,
+    /// SHA-256 of generation 0's secret.
+    pub first_hash: [u8; 32],
+    /// SHA-256 of the login's user agent.
+    pub ua_hash: [u8; 32],
+    /// Refresh key version.
+    pub key_version: u8,
+    /// Idle lifetime in seconds (`None`: no idle expiry).
+    pub idle_ttl: Option<i64>,
+    /// Absolute lifetime in seconds.
+    pub max_age: i64,
+    /// Assurance level.
+    pub aal: Aal,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Application claims.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// Session cap to enforce atomically with the insert.
+    pub cap: Option<SessionCap>,
+    /// An earlier session of the same browser to end (`replaced`).
+    pub replaces: Option<SessionId>,
+}
+
+/// `max_sessions_per_user` and what happens at the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCap {
+    /// Most live sessions a user may have.
+    pub max: u32,
+    /// Evict the least recently used (true) or refuse the login (false).
+    pub evict_oldest: bool,
+}
+
+/// What creating a session did.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// Created; lists sessions it revoked (evicted or replaced).
+    Session {
+        /// The new session.
+        session: Session,
+        /// Sessions it ended.
+        revoked: Vec<SessionId>,
+    },
+    /// The cap refuses a new session.
+    LimitReached,
+}
+
+/// The result of a rotation attempt: the state machine's answer, applied.
+#[derive(Debug, Clone)]
+pub enum RotationOutcome {
+    /// No such session.
+    NotFound,
+    /// Committed generation + 1.
+    Rotated(Session),
+    /// The parent inside the grace window; the successor is the current generation.
+    Grace(Session),
+    /// Too late to answer, too early to call it reuse.
+    Stale,
+    /// Replay; the session (or the user's sessions) are now revoked.
+    Reused {
+        /// The session.
+        session: Session,
+        /// How it looks.
+        class: ReuseClass,
+        /// Every session revoked because of it.
+        revoked: Vec<SessionId>,
+    },
+    /// Already revoked.
+    Revoked(RevokeReason),
+    /// Expired.
+    Expired,
+    /// Wrong channel for the transport.
+    TransportMismatch,
+    /// A valid token the store has never seen as current: restored backup?
+    RollbackSuspected,
+}
+
+/// A revocation row, for liveness sets and the revocation feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Strictly increasing sequence number from the store.
+    pub seq: i64,
+    /// The revoked session.
+    pub session_id: SessionId,
+    /// Why.
+    pub reason: RevokeReason,
+    /// After this time no access token of the session can be valid anyway.
+    pub not_after: UnixTime,
+}
+
+/// A security event for the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// Event name, e.g. `login_failed`, `refresh_reuse_detected`.
+    pub kind: &'static str,
+    /// The user, when known.
+    pub user_id: Option<UserId>,
+    /// The session, when known.
+    pub session_id: Option<SessionId>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Extra structured detail (never a secret).
+    pub detail: serde_json::Value,
+}
+
+/// Users, credentials, the key ring and the audit log.
+#[async_trait::async_trait]
+pub trait AccountStore: Send + Sync + fmt::Debug {
+    /// Creates a user. A taken email (case-insensitive) is [`StoreError::Conflict`].
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
+    /// The user with this email key, with the password hash.
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserCredential>, StoreError>;
+    /// The user with this id.
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    /// The user with this id, with the password hash.
+    async fn credential_by_id(&self, id: UserId) -> Result<Option<UserCredential>, StoreError>;
+    /// Replaces a password hash.
+    async fn set_password_hash(&self, id: UserId, phc: &str) -> Result<(), StoreError>;
+    /// Sets the disabled flag; `false` if there is no such user.
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError>;
+    /// Users ordered by creation, paged.
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError>;
+    /// The key ring's records.
+    async fn load_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Replaces the whole key ring atomically.
+    async fn save_keys(&self, records: &[KeyRecord]) -> Result<(), StoreError>;
+    /// Appends to the audit log (store time).
+    async fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
+    /// Cheap reachability check; returns the store's clock.
+    async fn ping(&self) -> Result<UnixTime, StoreError>;
+}
+
+/// Sessions, rotation and revocation.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync + fmt::Debug {
+    /// Creates a session at store time, ending `replaces` (reason `replaced`)
+    /// and enforcing `cap`, all in one transaction.
+    async fn create_session(&self, new: NewSession) -> Result<Created, StoreError>;
+    /// One session by id, live or not.
+    async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
+    /// Rotation: see the module contract.
+    async fn rotate(
+        &self,
+        id: SessionId,
+        presented: &Presented,
+        policy: &RotationPolicy,
+    ) -> Result<RotationOutcome, StoreError>;
+    /// Revokes one session if it is live; returns it as it now is (`None` if absent).
+    async fn revoke(&self, id: SessionId, reason: RevokeReason) -> Result<Option<Session>, StoreError>;
+    /// Revokes every live session of a user except `keep`; returns the ids revoked.
+    async fn revoke_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+    ) -> Result<Vec<SessionId>, StoreError>;
+    /// Revokes every live session (backup restore); returns how many.
+    async fn revoke_all(&self, reason: RevokeReason) -> Result<u64, StoreError>;
+    /// A user's live sessions plus those revoked at or after `revoked_since`,
+    /// most recently used first.
+    async fn list_sessions(&self, user: UserId, revoked_since: UnixTime) -> Result<Vec<Session>, StoreError>;
+    /// Revocation rows with `seq > after`, oldest first, at most `limit`.
+    async fn revocations_after(&self, after: i64, limit: u32) -> Result<Vec<Revocation>, StoreError>;
+    /// The store's clock.
+    async fn now(&self) -> Result<UnixTime, StoreError>;
+}
