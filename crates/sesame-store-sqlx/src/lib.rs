@@ -1,1 +1,16 @@
+//! Sesame's SQL stores on sqlx. One module per database; this build has
+//! SQLite, the embedded default (PostgreSQL and MariaDB join it behind the
+//! same traits).
+//!
+//! Key decision: rotation is classified by the engine's pure
+//! [`sesame_core::rotation::decide`] on a row read without locks, and applied
+//! with one conditional `UPDATE … WHERE gen = ? AND cur = ?`; a writer that
+//! loses re-reads and re-decides. That is correct on every database without
+//! relying on isolation levels, and SQLite never sees a read-then-write
+//! deferred transaction (which fails with SQLITE_BUSY instead of waiting).
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod sqlite;
+
+pub use sqlite::{SqliteStore, SqliteStoreOptions};

@@ -1,0 +1,720 @@
+//! The SQLite store: WAL journal, `synchronous = NORMAL`, a small pool, and
+//! `BEGIN IMMEDIATE` for the few multi-statement writes (revocations, session
+//! creation with its cap) so they wait for the write lock instead of failing.
+//!
+//! SQLite is embedded, so "store time" is the clock this store is given: the
+//! server passes its clock, tests pass a manual one.
+
+use async_trait::async_trait;
+use sesame_core::clock::{Clock, UnixTime};
+use sesame_core::ids::{Email, SessionId, UserId};
+use sesame_core::keys::{KeyRecord, KeyState, SigningAlg};
+use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, decide};
+use sesame_core::session::{Aal, RevokeReason, Session, Transport};
+use sesame_core::store::{
+    AccountStore, AuditEvent, Created, NewSession, NewUser, Revocation, RotationOutcome,
+    SessionStore, StoreError, User, UserCredential,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct SqliteStoreOptions {
+    /// `sqlite://path` (created if missing).
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before `storage_unavailable`.
+    pub acquire_timeout: Duration,
+    /// How long a statement waits for SQLite's write lock.
+    pub busy_timeout: Duration,
+    /// Revocation rows stay relevant this long after the revocation
+    /// (max access-token lifetime + leeway): `not_after = now + margin`.
+    pub revocation_margin: i64,
+}
+
+impl SqliteStoreOptions {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+            revocation_margin: 660,
+        }
+    }
+}
+
+/// Accounts and sessions in one SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    clock: Arc<dyn Clock>,
+    margin: i64,
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(Box::new(e))
+        }
+        sqlx::Error::Database(ref db) if db.is_unique_violation() => StoreError::Conflict,
+        // SQLITE_BUSY / SQLITE_LOCKED past busy_timeout: transient, so "unavailable".
+        sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("5" | "6" | "517")) => {
+            StoreError::Unavailable(Box::new(e))
+        }
+        other => StoreError::Other(Box::new(other)),
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt row: {what}").into())
+}
+
+fn hash32(v: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, StoreError> {
+    v.map(|b| b.try_into().map_err(|_| corrupt("hash length"))).transpose()
+}
+
+const SESSION_COLS: &str = "id, user_id, transport, gen, cur, prev, rotated_at, rotated_ua_hash, \
+     grace_answers, key_ver, created_at, last_seen_at, idle_expires_at, expires_at, auth_time, aal, \
+     revoked_at, revoke_reason, ip, user_agent, claims";
+
+struct Row_ {
+    session: Session,
+    state: RefreshState,
+}
+
+fn session_from_row(r: &SqliteRow) -> Result<Row_, StoreError> {
+    let get_err = |_| corrupt("session column");
+    let id: Vec<u8> = r.try_get("id").map_err(get_err)?;
+    let user: Vec<u8> = r.try_get("user_id").map_err(get_err)?;
+    let transport: String = r.try_get("transport").map_err(get_err)?;
+    let transport = Transport::parse(&transport).ok_or_else(|| corrupt("transport"))?;
+    let gen_: i64 = r.try_get("gen").map_err(get_err)?;
+    let aal: String = r.try_get("aal").map_err(get_err)?;
+    let reason: Option<String> = r.try_get("revoke_reason").map_err(get_err)?;
+    let revoke_reason = reason.as_deref().map(|s| RevokeReason::parse(s).ok_or_else(|| corrupt("reason"))).transpose()?;
+    let claims: String = r.try_get("claims").map_err(get_err)?;
+    let key_ver: i64 = r.try_get("key_ver").map_err(get_err)?;
+    let session = Session {
+        id: SessionId::from_bytes(id.try_into().map_err(|_| corrupt("session id"))?),
+        user_id: UserId::from_bytes(user.try_into().map_err(|_| corrupt("user id"))?),
+        transport,
+        generation: u32::try_from(gen_).map_err(|_| corrupt("gen"))?,
+        key_version: u8::try_from(key_ver).map_err(|_| corrupt("key_ver"))?,
+        created_at: r.try_get("created_at").map_err(get_err)?,
+        last_seen_at: r.try_get("last_seen_at").map_err(get_err)?,
+        idle_expires_at: r.try_get("idle_expires_at").map_err(get_err)?,
+        expires_at: r.try_get("expires_at").map_err(get_err)?,
+        auth_time: r.try_get("auth_time").map_err(get_err)?,
+        aal: Aal::parse(&aal).ok_or_else(|| corrupt("aal"))?,
+        revoked_at: r.try_get("revoked_at").map_err(get_err)?,
+        revoke_reason,
+        ip: r.try_get("ip").map_err(get_err)?,
+        user_agent: r.try_get("user_agent").map_err(get_err)?,
+        claims: serde_json::from_str(&claims).map_err(|_| corrupt("claims"))?,
+    };
+    let grace: i64 = r.try_get("grace_answers").map_err(get_err)?;
+    let state = RefreshState {
+        generation: session.generation,
+        cur: hash32(Some(r.try_get("cur").map_err(get_err)?))?.ok_or_else(|| corrupt("cur"))?,
+        prev: hash32(r.try_get("prev").map_err(get_err)?)?,
+        rotated_at: r.try_get("rotated_at").map_err(get_err)?,
+        rotated_ua_hash: hash32(r.try_get("rotated_ua_hash").map_err(get_err)?)?,
+        grace_answers: u32::try_from(grace).map_err(|_| corrupt("grace_answers"))?,
+        revoked: if session.revoked_at.is_some() { session.revoke_reason } else { None },
+        idle_expires_at: session.idle_expires_at,
+        expires_at: session.expires_at,
+        transport,
+    };
+    Ok(Row_ { session, state })
+}
+
+fn user_from_row(r: &SqliteRow) -> Result<User, StoreError> {
+    let get_err = |_| corrupt("user column");
+    let id: Vec<u8> = r.try_get("id").map_err(get_err)?;
+    Ok(User {
+        id: UserId::from_bytes(id.try_into().map_err(|_| corrupt("user id"))?),
+        email: Email::from_trusted(r.try_get("email").map_err(get_err)?),
+        email_verified: r.try_get::<i64, _>("email_verified").map_err(get_err)? != 0,
+        disabled: r.try_get::<i64, _>("disabled").map_err(get_err)? != 0,
+        created_at: r.try_get("created_at").map_err(get_err)?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) and migrates the database.
+    pub async fn open(opts: &SqliteStoreOptions, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(&opts.url)
+            .map_err(|e| StoreError::Other(Box::new(e)))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(opts.busy_timeout)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(classify)?;
+        let store = Self { pool, clock, margin: opts.revocation_margin };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(Box::new(e)))
+    }
+
+    /// Migrations known to this build that the database has not applied.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let migrator = sqlx::migrate!("migrations/sqlite");
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap_or_default();
+        Ok(migrator
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect())
+    }
+
+    /// Audit rows, newest first (for tests and the `audit` command).
+    pub async fn audit_kinds(&self, limit: u32) -> Result<Vec<(String, Option<String>, String)>, StoreError> {
+        let rows = sqlx::query("SELECT kind, session_id, detail FROM audit_log ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let sid: Option<Vec<u8>> = r.try_get("session_id").map_err(|_| corrupt("audit"))?;
+                let sid = sid
+                    .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                    .map(|b| SessionId::from_bytes(b).to_string());
+                Ok((
+                    r.try_get("kind").map_err(|_| corrupt("audit"))?,
+                    sid,
+                    r.try_get("detail").map_err(|_| corrupt("audit"))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Closes the pool (graceful shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn load(&self, id: SessionId) -> Result<Option<Row_>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
+    }
+
+    /// Revokes `ids` (those still live) inside `tx`, writing revocation rows.
+    async fn revoke_in(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        ids: &[SessionId],
+        reason: RevokeReason,
+        now: UnixTime,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let mut done = Vec::new();
+        for id in ids {
+            let n = sqlx::query(
+                "UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(reason.as_str())
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+            if n == 1 {
+                sqlx::query("INSERT INTO revocations (session_id, reason, not_after) VALUES (?, ?, ?)")
+                    .bind(id.as_bytes().as_slice())
+                    .bind(reason.as_str())
+                    .bind(now + self.margin)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(classify)?;
+                done.push(*id);
+            }
+        }
+        Ok(done)
+    }
+
+    async fn live_ids(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        user: UserId,
+        now: UnixTime,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? \
+             AND (idle_expires_at IS NULL OR idle_expires_at > ?) ORDER BY last_seen_at ASC, created_at ASC",
+        )
+        .bind(user.as_bytes().as_slice())
+        .bind(now)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let b: Vec<u8> = r.try_get("id").map_err(|_| corrupt("id"))?;
+                Ok(SessionId::from_bytes(b.try_into().map_err(|_| corrupt("id"))?))
+            })
+            .collect()
+    }
+
+    async fn revoke_many(&self, ids: &[SessionId], reason: RevokeReason) -> Result<Vec<SessionId>, StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.begin().await?;
+        let done = self.revoke_in(&mut tx, ids, reason, now).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(done)
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
+        let now = self.clock.now();
+        sqlx::query(
+            "INSERT INTO users (id, email, email_key, password_hash, email_verified, disabled, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+        )
+        .bind(user.id.as_bytes().as_slice())
+        .bind(user.email.as_str())
+        .bind(user.email.key())
+        .bind(&user.password_hash)
+        .bind(i64::from(user.email_verified))
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(User { id: user.id, email: user.email, email_verified: user.email_verified, disabled: false, created_at: now })
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<UserCredential>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE email_key = ?")
+            .bind(email.key())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|r| {
+            Ok(UserCredential {
+                user: user_from_row(&r)?,
+                password_hash: r.try_get("password_hash").map_err(|_| corrupt("hash"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn credential_by_id(&self, id: UserId) -> Result<Option<UserCredential>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        row.map(|r| {
+            Ok(UserCredential {
+                user: user_from_row(&r)?,
+                password_hash: r.try_get("password_hash").map_err(|_| corrupt("hash"))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_password_hash(&self, id: UserId, phc: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
+            .bind(phc)
+            .bind(self.clock.now())
+            .bind(id.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn set_disabled(&self, id: UserId, disabled: bool) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?")
+            .bind(i64::from(disabled))
+            .bind(self.clock.now())
+            .bind(id.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn list_users(&self, limit: u32, offset: u32) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY created_at, id LIMIT ? OFFSET ?")
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn load_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let e = |_| corrupt("signing key");
+                let alg: String = r.try_get("alg").map_err(e)?;
+                let state: String = r.try_get("state").map_err(e)?;
+                Ok(KeyRecord {
+                    kid: r.try_get("kid").map_err(e)?,
+                    alg: SigningAlg::parse(&alg).ok_or_else(|| corrupt("alg"))?,
+                    state: KeyState::parse(&state).ok_or_else(|| corrupt("key state"))?,
+                    sealed_private: r.try_get("sealed_private").map_err(e)?,
+                    public: r.try_get("public").map_err(e)?,
+                    created_at: r.try_get("created_at").map_err(e)?,
+                    retired_at: r.try_get("retired_at").map_err(e)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_keys(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM signing_keys").execute(&mut *tx).await.map_err(classify)?;
+        for k in records {
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, state, sealed_private, public, created_at, retired_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&k.kid)
+            .bind(k.alg.as_str())
+            .bind(k.state.as_str())
+            .bind(&k.sealed_private)
+            .bind(&k.public)
+            .bind(k.created_at)
+            .bind(k.retired_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn audit(&self, ev: AuditEvent) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_log (at, kind, user_id, session_id, ip, detail) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(self.clock.now())
+            .bind(ev.kind)
+            .bind(ev.user_id.map(|u| u.as_bytes().to_vec()))
+            .bind(ev.session_id.map(|s| s.as_bytes().to_vec()))
+            .bind(ev.ip)
+            .bind(ev.detail.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<UnixTime, StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
+        Ok(self.clock.now())
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, new: NewSession) -> Result<Created, StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.begin().await?;
+        let mut revoked = Vec::new();
+        if let Some(old) = new.replaces {
+            revoked.extend(self.revoke_in(&mut tx, &[old], RevokeReason::Replaced, now).await?);
+        }
+        if let Some(cap) = new.cap {
+            let live = self.live_ids(&mut tx, new.user_id, now).await?;
+            let max = cap.max.max(1) as usize;
+            if live.len() >= max {
+                if !cap.evict_oldest {
+                    tx.rollback().await.map_err(classify)?;
+                    return Ok(Created::LimitReached);
+                }
+                let excess = live.len() + 1 - max;
+                revoked.extend(self.revoke_in(&mut tx, &live[..excess], RevokeReason::Evicted, now).await?);
+            }
+        }
+        let expires_at = now + new.max_age;
+        let idle = new.idle_ttl.map(|t| (now + t).min(expires_at));
+        let claims = serde_json::Value::Object(new.claims.clone()).to_string();
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, transport, gen, cur, prev, rotated_at, rotated_ua_hash, grace_answers, \
+             key_ver, created_at, last_seen_at, idle_expires_at, expires_at, auth_time, aal, ip, user_agent, claims) \
+             VALUES (?, ?, ?, 0, ?, NULL, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(new.id.as_bytes().as_slice())
+        .bind(new.user_id.as_bytes().as_slice())
+        .bind(new.transport.as_str())
+        .bind(new.first_hash.as_slice())
+        .bind(now)
+        .bind(new.ua_hash.as_slice())
+        .bind(i64::from(new.key_version))
+        .bind(now)
+        .bind(now)
+        .bind(idle)
+        .bind(expires_at)
+        .bind(now)
+        .bind(new.aal.as_str())
+        .bind(&new.ip)
+        .bind(&new.user_agent)
+        .bind(claims)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        let session = Session {
+            id: new.id,
+            user_id: new.user_id,
+            transport: new.transport,
+            generation: 0,
+            key_version: new.key_version,
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at: idle,
+            expires_at,
+            auth_time: now,
+            aal: new.aal,
+            revoked_at: None,
+            revoke_reason: None,
+            ip: new.ip,
+            user_agent: new.user_agent,
+            claims: new.claims,
+        };
+        Ok(Created::Session { session, revoked })
+    }
+
+    async fn session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
+        Ok(self.load(id).await?.map(|r| r.session))
+    }
+
+    async fn rotate(
+        &self,
+        id: SessionId,
+        p: &Presented,
+        policy: &RotationPolicy,
+    ) -> Result<RotationOutcome, StoreError> {
+        let mut lost_race = false;
+        // Each lost conditional write means another request changed the row;
+        // a handful of retries covers any real interleaving.
+        for _ in 0..8 {
+            let Some(row) = self.load(id).await? else {
+                return Ok(RotationOutcome::NotFound);
+            };
+            let now = self.clock.now();
+            match decide(&row.state, p, now, policy, lost_race) {
+                Decision::Rotate => {
+                    let n = sqlx::query(
+                        "UPDATE sessions SET gen = gen + 1, prev = cur, cur = ?, rotated_at = ?, rotated_ua_hash = ?, \
+                         grace_answers = 0, last_seen_at = ?, \
+                         idle_expires_at = CASE WHEN ? IS NULL THEN NULL ELSE MIN(? + ?, expires_at) END \
+                         WHERE id = ? AND gen = ? AND cur = ? AND revoked_at IS NULL",
+                    )
+                    .bind(p.successor_hash.as_slice())
+                    .bind(now)
+                    .bind(p.ua_hash.as_slice())
+                    .bind(now)
+                    .bind(policy.idle_ttl)
+                    .bind(now)
+                    .bind(policy.idle_ttl)
+                    .bind(id.as_bytes().as_slice())
+                    .bind(i64::from(p.generation))
+                    .bind(p.secret_hash.as_slice())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?
+                    .rows_affected();
+                    if n == 1 {
+                        let s = self.load(id).await?.ok_or_else(|| corrupt("vanished"))?;
+                        return Ok(RotationOutcome::Rotated(s.session));
+                    }
+                    lost_race = true;
+                }
+                Decision::Grace => {
+                    let n = sqlx::query(
+                        "UPDATE sessions SET grace_answers = grace_answers + 1 \
+                         WHERE id = ? AND gen = ? AND grace_answers < ? AND revoked_at IS NULL",
+                    )
+                    .bind(id.as_bytes().as_slice())
+                    .bind(i64::from(row.state.generation))
+                    .bind(i64::from(policy.grace_max_answers))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?
+                    .rows_affected();
+                    if n == 1 {
+                        return Ok(RotationOutcome::Grace(row.session));
+                    }
+                }
+                Decision::Reuse(class) => {
+                    let now = self.clock.now();
+                    let mut tx = self.begin().await?;
+                    let ids = if policy.reuse_revokes_user {
+                        self.live_ids(&mut tx, row.session.user_id, now).await?
+                    } else {
+                        vec![id]
+                    };
+                    let revoked = self.revoke_in(&mut tx, &ids, RevokeReason::ReuseDetected, now).await?;
+                    tx.commit().await.map_err(classify)?;
+                    return Ok(RotationOutcome::Reused { session: row.session, class, revoked });
+                }
+                Decision::Revoked(r) => return Ok(RotationOutcome::Revoked(r)),
+                Decision::Expired => return Ok(RotationOutcome::Expired),
+                Decision::TransportMismatch => return Ok(RotationOutcome::TransportMismatch),
+                Decision::Stale => return Ok(RotationOutcome::Stale),
+                Decision::RollbackSuspected => return Ok(RotationOutcome::RollbackSuspected),
+            }
+        }
+        Err(StoreError::Unavailable("rotation kept losing races".into()))
+    }
+
+    async fn revoke(&self, id: SessionId, reason: RevokeReason) -> Result<Option<Session>, StoreError> {
+        self.revoke_many(&[id], reason).await?;
+        self.session(id).await
+    }
+
+    async fn revoke_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.begin().await?;
+        // Include sessions past expiry too: a revocation row must exist for
+        // every session whose access tokens could still be in flight.
+        let rows = sqlx::query("SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(user.as_bytes().as_slice())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let ids = rows
+            .iter()
+            .map(|r| {
+                let b: Vec<u8> = r.try_get("id").map_err(|_| corrupt("id"))?;
+                Ok(SessionId::from_bytes(b.try_into().map_err(|_| corrupt("id"))?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .filter(|id| Some(*id) != keep)
+            .collect::<Vec<_>>();
+        let done = self.revoke_in(&mut tx, &ids, reason, now).await?;
+        tx.commit().await.map_err(classify)?;
+        Ok(done)
+    }
+
+    async fn revoke_all(&self, reason: RevokeReason) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO revocations (session_id, reason, not_after) \
+             SELECT id, ?, ? FROM sessions WHERE revoked_at IS NULL",
+        )
+        .bind(reason.as_str())
+        .bind(now + self.margin)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        let n = sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE revoked_at IS NULL")
+            .bind(now)
+            .bind(reason.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        tx.commit().await.map_err(classify)?;
+        Ok(n)
+    }
+
+    async fn list_sessions(&self, user: UserId, revoked_since: UnixTime) -> Result<Vec<Session>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE user_id = ? AND \
+             (revoked_at IS NULL AND (expires_at > ? AND (idle_expires_at IS NULL OR idle_expires_at > ?) \
+               OR MIN(expires_at, COALESCE(idle_expires_at, expires_at)) >= ?) \
+              OR revoked_at >= ?) \
+             ORDER BY revoked_at IS NOT NULL, last_seen_at DESC"
+        );
+        let now = self.clock.now();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(user.as_bytes().as_slice())
+            .bind(now)
+            .bind(now)
+            .bind(revoked_since)
+            .bind(revoked_since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter().map(|r| session_from_row(r).map(|x| x.session)).collect()
+    }
+
+    async fn revocations_after(&self, after: i64, limit: u32) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query("SELECT seq, session_id, reason, not_after FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let e = |_| corrupt("revocation");
+                let sid: Vec<u8> = r.try_get("session_id").map_err(e)?;
+                let reason: String = r.try_get("reason").map_err(e)?;
+                Ok(Revocation {
+                    seq: r.try_get("seq").map_err(e)?,
+                    session_id: SessionId::from_bytes(sid.try_into().map_err(|_| corrupt("sid"))?),
+                    reason: RevokeReason::parse(&reason).ok_or_else(|| corrupt("reason"))?,
+                    not_after: r.try_get("not_after").map_err(e)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn now(&self) -> Result<UnixTime, StoreError> {
+        Ok(self.clock.now())
+    }
+}
