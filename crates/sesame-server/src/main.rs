@@ -1,1 +1,274 @@
-fn main() {}
+//! `sesame`: the server and its operations commands.
+//!
+//! Run with: `cargo run --release` (development mode, SQLite, generated keys,
+//! http://127.0.0.1:8080).
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use sesame_core::clock::{Clock, SystemClock};
+use sesame_core::ids::{Email, SessionId, UserId};
+use sesame_core::session::RevokeReason;
+use sesame_core::store::{AccountStore as _, SessionStore as _};
+use sesame_server::config::{self, Config, LogFormat};
+use sesame_server::server;
+use std::collections::HashMap;
+use std::io::BufRead as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "sesame", version, about = "JWT session authentication: server and operations")]
+struct Cli {
+    /// TOML configuration file (also SESAME_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply database migrations.
+    Migrate {
+        /// Only report pending migrations; exit 1 if there are any.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCmd),
+    /// Configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCmd {
+    /// Promote the next key, retire the active one, publish a new next key.
+    Rotate {
+        /// Compromise response: unpublish the old key at once (its tokens die).
+        #[arg(long)]
+        revoke_old: bool,
+    },
+    /// List the key ring.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCmd {
+    /// Create a user; the password is read from stdin (never argv).
+    Add { email: String },
+    /// List users.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Disable a user (by id or email) and revoke all their sessions.
+    Disable { user: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionsCmd {
+    /// List a user's sessions (by id or email).
+    List { user: String },
+    /// Revoke one session, or with --all every session.
+    Revoke {
+        /// The session id.
+        session: Option<String>,
+        /// Revoke every session (after restoring a backup).
+        #[arg(long)]
+        all: bool,
+        /// Reason recorded with --all: `restored` or `revoked_by_admin`.
+        #[arg(long, default_value = "revoked_by_admin")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Validate the configuration and print the effective settings.
+    Check,
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    config::load(cli.config.as_deref(), &env).map_err(|e| anyhow::anyhow!("configuration error: {e}"))
+}
+
+fn init_tracing(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn read_password() -> anyhow::Result<String> {
+    eprint!("password (read from stdin): ");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+async fn find_user(engine: &sesame_core::Engine, who: &str) -> anyhow::Result<UserId> {
+    if let Some(id) = UserId::parse(who) {
+        return Ok(id);
+    }
+    let email = Email::parse(who).map_err(|e| anyhow::anyhow!("`{who}` is neither a user id nor an email: {e}"))?;
+    match engine.accounts().user_by_email(&email).await? {
+        Some(c) => Ok(c.user.id),
+        None => bail!("no user with email {who}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = load_config(&cli)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match cli.command.as_ref().unwrap_or(&Command::Serve) {
+        Command::Serve => {
+            init_tracing(&cfg);
+            println!("sesame {} — mode: {}", env!("CARGO_PKG_VERSION"), cfg.mode.as_str());
+            let listener = tokio::net::TcpListener::bind(cfg.bind)
+                .await
+                .with_context(|| format!("binding {} (`bind`)", cfg.bind))?;
+            println!("sesame listening on http://{} — public URL: {}", listener.local_addr()?, cfg.public_url);
+            let running = server::start(listener, cfg, clock).await?;
+            tokio::select! {
+                r = running.wait() => r?,
+                _ = tokio::signal::ctrl_c() => {
+                    println!("sesame: shutting down");
+                }
+            }
+        }
+        Command::Migrate { check } => {
+            let store = server::connect_store(&cfg, clock).await?;
+            let pending = store.pending_migrations().await?;
+            for p in &pending {
+                println!("pending: {p}");
+            }
+            if pending.is_empty() {
+                println!("database is up to date");
+            } else if *check {
+                std::process::exit(1);
+            } else {
+                store.migrate().await?;
+                println!("applied {} migration(s)", pending.len());
+            }
+        }
+        Command::Keys(k) => {
+            let store = server::open_store(&cfg, clock.clone()).await?;
+            match k {
+                KeysCmd::Rotate { revoke_old } => {
+                    if store.load_keys().await?.is_empty() {
+                        // How production creates its first keys: an active and a next key.
+                        let recs = sesame_core::keys::initial_records(cfg.signing_alg, clock.now(), &cfg.secrets.master_key)?;
+                        store.save_keys(&recs).await?;
+                        println!("created the first signing keys");
+                        print_keys(&*server::open_engine(&cfg, store, clock).await?);
+                    } else {
+                        let engine = server::open_engine(&cfg, store, clock).await?;
+                        engine.rotate_keys(*revoke_old).await?;
+                        print_keys(&engine);
+                    }
+                }
+                KeysCmd::List => {
+                    let engine = server::open_engine(&cfg, store, clock).await?;
+                    print_keys(&engine);
+                }
+            }
+        }
+        Command::User(u) => {
+            let store = server::open_store(&cfg, clock.clone()).await?;
+            let engine = server::open_engine(&cfg, store, clock).await?;
+            match u {
+                UserCmd::Add { email } => {
+                    let pw = read_password()?;
+                    let user = engine.add_user(email, pw).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("{}\t{}", user.id, user.email);
+                }
+                UserCmd::List { limit, offset } => {
+                    for u in engine.accounts().list_users(*limit, *offset).await? {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            u.id,
+                            u.email,
+                            if u.email_verified { "verified" } else { "unverified" },
+                            if u.disabled { "disabled" } else { "active" }
+                        );
+                    }
+                }
+                UserCmd::Disable { user } => {
+                    let id = find_user(&engine, user).await?;
+                    engine.set_user_disabled(id, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("disabled {id}; every session revoked");
+                }
+            }
+        }
+        Command::Sessions(s) => {
+            let store = server::open_store(&cfg, clock.clone()).await?;
+            let engine = server::open_engine(&cfg, store, clock).await?;
+            match s {
+                SessionsCmd::List { user } => {
+                    let id = find_user(&engine, user).await?;
+                    for s in engine.list_sessions(id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                        println!(
+                            "{}\t{}\tcreated {}\tlast seen {}\t{}",
+                            s.id,
+                            s.transport.as_str(),
+                            s.created_at,
+                            s.last_seen_at,
+                            s.revoke_reason.map_or("live", |r| r.as_str())
+                        );
+                    }
+                }
+                SessionsCmd::Revoke { session, all, reason } => {
+                    let reason = match reason.as_str() {
+                        "restored" => RevokeReason::Restored,
+                        "revoked_by_admin" => RevokeReason::RevokedByAdmin,
+                        other => bail!("--reason must be `restored` or `revoked_by_admin`, not `{other}`"),
+                    };
+                    match (session, all) {
+                        (None, true) => {
+                            let n = engine.sessions().revoke_all(reason).await?;
+                            println!("revoked {n} sessions");
+                        }
+                        (Some(sid), false) => {
+                            let sid = SessionId::parse(sid).context("not a session id")?;
+                            engine.logout(sid, reason, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                            println!("revoked {sid}");
+                        }
+                        _ => bail!("give either a session id or --all"),
+                    }
+                }
+            }
+        }
+        Command::Config(ConfigCmd::Check) => {
+            println!("configuration is valid");
+            println!("{cfg:#?}");
+        }
+    }
+    Ok(())
+}
+
+fn print_keys(engine: &sesame_core::Engine) {
+    let ring = engine.key_ring();
+    let mut keys: Vec<_> = ring.keys().collect();
+    keys.sort_by_key(|k| (k.state() as u8, k.kid().to_string()));
+    for k in keys {
+        println!("{}\t{}\t{}", k.kid(), k.alg().as_str(), k.state().as_str());
+    }
+}

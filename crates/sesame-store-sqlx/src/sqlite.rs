@@ -153,6 +153,13 @@ fn user_from_row(r: &SqliteRow) -> Result<User, StoreError> {
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database.
     pub async fn open(opts: &SqliteStoreOptions, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        let store = Self::connect(opts, clock).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens (creating if missing) without migrating.
+    pub async fn connect(opts: &SqliteStoreOptions, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&opts.url)
             .map_err(|e| StoreError::Other(Box::new(e)))?
             .create_if_missing(true)
@@ -166,9 +173,7 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(classify)?;
-        let store = Self { pool, clock, margin: opts.revocation_margin };
-        store.migrate().await?;
-        Ok(store)
+        Ok(Self { pool, clock, margin: opts.revocation_margin })
     }
 
     /// Applies pending migrations.

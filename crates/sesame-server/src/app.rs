@@ -1,0 +1,105 @@
+//! The router: routes of §4 and the middleware around them — CSRF on every
+//! unsafe `/auth/` request, `Cache-Control: no-store`, cookie expiry when a
+//! session ends, body limit, problem+json for 404/405, request tracing with
+//! secrets redacted.
+
+use crate::http::extract::{AppState, MAX_BODY};
+use crate::http::routes;
+use crate::problem::ApiError;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use std::time::Duration;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// Builds the whole application router.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let auth = Router::new()
+        .route("/auth/register", post(routes::register))
+        .route("/auth/login", post(routes::login))
+        .route("/auth/refresh", post(routes::refresh))
+        .route("/auth/logout", post(routes::logout))
+        .route("/auth/logout-all", post(routes::logout_all))
+        .route("/auth/logout-others", post(routes::logout_others))
+        .route("/auth/me", get(routes::me))
+        .route("/auth/sessions", get(routes::sessions))
+        .route("/auth/sessions/{id}", delete(routes::revoke_session))
+        .route("/auth/password", post(routes::change_password))
+        .layer(middleware::from_fn_with_state(state.clone(), end_session_cookies))
+        .layer(middleware::from_fn_with_state(state.clone(), csrf))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+
+    let mut app = Router::new()
+        .merge(auth)
+        .route("/.well-known/jwks.json", get(routes::jwks))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .layer(tower_http::sensitive_headers::SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]));
+    if !state.http.allowed_origins.is_empty() {
+        app = app.layer(cors(&state.http.allowed_origins));
+    }
+    app.with_state(state)
+}
+
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(list)
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PUT])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("sesame-transport"),
+        ])
+        .max_age(Duration::from_secs(600))
+}
+
+/// CSRF (§4): unsafe requests need an allowed `Origin`, or without one an
+/// allowed `Referer` origin; `Origin: null` and neither are refused.
+async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let ok = match h.get(header::ORIGIN) {
+        Some(o) => o.to_str().is_ok_and(|o| o != "null" && state.http.origin_allowed(o)),
+        None => h
+            .get(header::REFERER)
+            .and_then(|r| r.to_str().ok())
+            .and_then(|r| url::Url::parse(r).ok())
+            .is_some_and(|u| state.http.origin_allowed(&u.origin().ascii_serialization())),
+    };
+    if !ok {
+        return ApiError::csrf().into_response();
+    }
+    next.run(req).await
+}
+
+/// Expires Sesame's cookies on answers that end the session.
+async fn end_session_cookies(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    if res.extensions().get::<crate::http::cookies::EndSession>().is_some() {
+        state.cookies.expire_all(res.headers_mut());
+    }
+    res
+}

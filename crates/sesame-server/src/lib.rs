@@ -1,0 +1,8 @@
+//! The `sesame` server: configuration, the HTTP API over the engine, the
+//! SQLite store wiring, background tasks and the CLI. Only this crate knows
+//! HTTP; `anyhow` is used here and nowhere else.
+
+pub mod app;
+pub mod hash_pool;
+pub mod http;
+pub mod problem;

@@ -1,0 +1,166 @@
+//! Wiring: open the store, start the engine, build the router, run the
+//! background tasks (liveness sync ≤ 1 s, key-ring reload) and serve with
+//! graceful shutdown. Tests call [`start`] with a listener on 127.0.0.1:0 and
+//! a manual clock; `sesame serve` calls [`serve`].
+
+use crate::app;
+use crate::config::Config;
+use crate::hash_pool::PooledHasher;
+use crate::http::cookies::CookiePolicy;
+use crate::http::extract::{AppState, HttpSettings};
+use anyhow::Context as _;
+use secrecy::{ExposeSecret, SecretBox};
+use sesame_core::clock::Clock;
+use sesame_core::engine::{Engine, EngineParts};
+use sesame_core::refresh::RefreshKeys;
+use sesame_store_sqlx::{SqliteStore, SqliteStoreOptions};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
+
+fn store_options(config: &Config) -> SqliteStoreOptions {
+    let mut opts = SqliteStoreOptions::new(config.database_url.clone());
+    opts.revocation_margin = config.access_ttl + config.leeway + 1;
+    opts
+}
+
+/// Opens the configured store and applies pending migrations.
+pub async fn open_store(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<SqliteStore> {
+    SqliteStore::open(&store_options(config), clock)
+        .await
+        .with_context(|| format!("opening the database (`database_url` = {})", config.database_url))
+}
+
+/// Opens the configured store without migrating (`migrate --check`).
+pub async fn connect_store(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<SqliteStore> {
+    SqliteStore::connect(&store_options(config), clock)
+        .await
+        .with_context(|| format!("opening the database (`database_url` = {})", config.database_url))
+}
+
+/// The engine over `store`, with the server's bounded hashing pool.
+pub async fn open_engine(config: &Config, store: SqliteStore, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engine>> {
+    let store = Arc::new(store);
+    let refresh_keys = RefreshKeys::new(
+        config
+            .secrets
+            .refresh_keys
+            .iter()
+            .map(|(v, k)| (*v, SecretBox::new(k.expose_secret().to_vec().into_boxed_slice())))
+            .collect(),
+    )
+    .context("`refresh_key`")?;
+    let parts = EngineParts {
+        accounts: store.clone(),
+        sessions: store,
+        clock,
+        hasher: Arc::new(PooledHasher::new(config.hash_params, config.hash_workers, config.hash_queue)),
+        refresh_keys,
+        master_key: Zeroizing::new(*config.secrets.master_key),
+        generate_missing_keys: !config.is_production(),
+    };
+    let engine = Engine::start(parts, config.engine_config()).await.map_err(|e| match e {
+        sesame_core::engine::StartError::Keys(sesame_core::keys::KeyError::NoActiveKey) => anyhow::anyhow!(
+            "the key ring is empty: run `sesame keys rotate` once to create signing keys (production mode never generates them at start)"
+        ),
+        other => anyhow::Error::new(other).context("starting the engine (check `master_key`)"),
+    })?;
+    Ok(Arc::new(engine))
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The engine (for CLI-like operations in tests).
+    pub engine: Arc<Engine>,
+    store: SqliteStore,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Finishes in-flight requests, stops background tasks, closes the store.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let res = (&mut self.server).await;
+        for t in &self.background {
+            t.abort();
+        }
+        self.store.close().await;
+        res.context("server task panicked")?.context("server error")
+    }
+
+    /// Waits until the server stops (ctrl-c handling is the caller's).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let res = (&mut self.server).await;
+        self.store.close().await;
+        res.context("server task panicked")?.context("server error")
+    }
+}
+
+/// Starts serving on `listener` with `config`, reading time from `clock`.
+pub async fn start(listener: TcpListener, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let store = open_store(&config, clock.clone()).await?;
+    let engine = open_engine(&config, store.clone(), clock.clone()).await?;
+    engine.revoked_set().sync(&**engine.sessions(), clock.now()).await.context("reading revocations")?;
+
+    let state = AppState {
+        engine: engine.clone(),
+        http: Arc::new(HttpSettings {
+            public_origin: config.public_origin().ascii_serialization(),
+            allowed_origins: config.allowed_origins.iter().map(|o| o.ascii_serialization()).collect(),
+            allowed_transports: config.allowed_transports.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            log_pii: config.log_pii,
+        }),
+        cookies: Arc::new(CookiePolicy {
+            domain: config.cookie_domain.clone(),
+            clear_site_data: config.logout_clear_site_data,
+        }),
+    };
+    let router = app::router(state, config.request_timeout_duration());
+
+    let mut background = Vec::new();
+    // Liveness: revocations made by other instances reach this one within a second.
+    let (e, c) = (engine.clone(), clock.clone());
+    background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            if let Err(err) = e.revoked_set().sync(&**e.sessions(), c.now()).await {
+                tracing::warn!(error = %err, "revocation sync failed; falling back to store reads");
+            }
+        }
+    }));
+    let (e, every) = (engine.clone(), config.key_reload_duration());
+    background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(err) = e.reload_keys().await {
+                tracing::warn!(error = %err, "key ring reload failed; keeping the current ring");
+            }
+        }
+    }));
+
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(Running { addr, engine, store, shutdown: Some(tx), server, background })
+}

@@ -1,0 +1,294 @@
+//! The integration-test harness: a real `sesame` server started in-process
+//! on 127.0.0.1:0 with a manual clock and its own SQLite file, reached over
+//! real sockets by reqwest. No test-only routes: everything goes through the
+//! public HTTP API, plus the engine/store handles a CLI would also have.
+#![allow(dead_code, unreachable_pub)]
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use sesame_core::clock::ManualClock;
+use sesame_server::config::{self, RawConfig};
+use sesame_server::server::{self, Running};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const T0: i64 = 1_800_000_000;
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+pub const REFRESH_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8";
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
+pub struct TestServer {
+    pub base: String,
+    pub clock: ManualClock,
+    pub db: PathBuf,
+    raw: fn(&mut RawConfig),
+    tweak: Option<Box<dyn Fn(&mut RawConfig) + Send + Sync>>,
+    running: Option<Running>,
+}
+
+fn temp_db() -> PathBuf {
+    let n: u64 = rand_u64();
+    std::env::temp_dir().join(format!("sesame-test-{}-{n:x}.db", std::process::id()))
+}
+
+fn rand_u64() -> u64 {
+    let b = sesame_core::crypto::random::<8>();
+    u64::from_le_bytes(b)
+}
+
+fn base_raw(db: &PathBuf) -> RawConfig {
+    RawConfig {
+        mode: Some("development".into()),
+        database_url: Some(format!("sqlite://{}", db.display())),
+        master_key: Some(MASTER_KEY.to_string().into()),
+        refresh_key: Some(REFRESH_KEY.to_string().into()),
+        public_url: Some("http://127.0.0.1:8080".into()),
+        dev_secrets_file: Some(db.with_extension("secrets").display().to_string()),
+        ..Default::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(f: impl Fn(&mut RawConfig) + Send + Sync + 'static) -> Self {
+        let mut s = Self {
+            base: String::new(),
+            clock: ManualClock::new(T0),
+            db: temp_db(),
+            raw: |_| {},
+            tweak: Some(Box::new(f)),
+            running: None,
+        };
+        s.boot().await;
+        s
+    }
+
+    fn config(&self) -> config::Config {
+        let mut raw = base_raw(&self.db);
+        (self.raw)(&mut raw);
+        if let Some(t) = &self.tweak {
+            t(&mut raw);
+        }
+        config::validate(raw).expect("test config is valid")
+    }
+
+    async fn boot(&mut self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        let running = server::start(listener, self.config(), Arc::new(self.clock.clone())).await.unwrap();
+        self.running = Some(running);
+    }
+
+    /// Stops the server (in-flight requests finish) and starts a new one on
+    /// the same database, secrets and clock: a process restart.
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        self.boot().await;
+    }
+
+    pub fn engine(&self) -> &sesame_core::Engine {
+        &self.running.as_ref().unwrap().engine
+    }
+
+    pub fn origin(&self) -> String {
+        // CSRF checks compare against public_url's origin.
+        "http://127.0.0.1:8080".to_string()
+    }
+
+    pub fn device(&self) -> Device {
+        self.device_with_ua(UA)
+    }
+
+    pub fn device_with_ua(&self, ua: &str) -> Device {
+        Device {
+            base: self.base.clone(),
+            origin: Some(self.origin()),
+            ua: ua.to_string(),
+            http: reqwest::Client::builder().build().unwrap(),
+            refresh_cookie: None,
+            access: None,
+            refresh_body: None,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", self.db.display()));
+        }
+    }
+}
+
+/// One browser or app: its own cookies, user agent and tokens.
+#[derive(Clone)]
+pub struct Device {
+    pub base: String,
+    pub origin: Option<String>,
+    pub ua: String,
+    pub http: reqwest::Client,
+    pub refresh_cookie: Option<String>,
+    pub access: Option<String>,
+    pub refresh_body: Option<String>,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The value of a Set-Cookie for `name`, if one was sent.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies().iter().find_map(|c| {
+            let (kv, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+    }
+
+    pub fn is_problem(&self) -> bool {
+        self.headers.get("content-type").map(|v| v == "application/problem+json").unwrap_or(false)
+            && self.body["code"].is_string()
+            && self.body["status"].as_u64() == Some(u64::from(self.status.as_u16()))
+    }
+}
+
+pub async fn answer(r: Response) -> Answer {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer { status, headers, body, text }
+}
+
+impl Device {
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.http.request(method, format!("{}{path}", self.base)).header("user-agent", &self.ua);
+        if let Some(o) = &self.origin {
+            rb = rb.header("origin", o);
+        }
+        rb
+    }
+
+    fn with_cookie(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.refresh_cookie {
+            Some(c) => rb.header("cookie", format!("__Host-sesame_rt={c}")),
+            None => rb,
+        }
+    }
+
+    fn with_bearer(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.access {
+            Some(a) => rb.header("authorization", format!("Bearer {a}")),
+            None => rb,
+        }
+    }
+
+    /// Keeps what a browser would keep from an answer.
+    pub fn absorb(&mut self, a: &Answer) {
+        if let Some(c) = a.cookie("__Host-sesame_rt") {
+            self.refresh_cookie = if c.is_empty() { None } else { Some(c) };
+        }
+        if let Some(t) = a.body["access_token"].as_str() {
+            self.access = Some(t.to_string());
+        }
+        if let Some(t) = a.body["refresh_token"].as_str() {
+            self.refresh_body = Some(t.to_string());
+        }
+    }
+
+    pub async fn register(&mut self, email: &str) -> Answer {
+        let a = answer(
+            self.with_cookie(self.request(Method::POST, "/auth/register"))
+                .json(&json!({ "email": email, "password": PASSWORD }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        self.absorb(&a);
+        a
+    }
+
+    pub async fn login(&mut self, email: &str, password: &str) -> Answer {
+        self.login_as(email, password, None).await
+    }
+
+    pub async fn login_as(&mut self, email: &str, password: &str, transport: Option<&str>) -> Answer {
+        let mut rb = self.with_cookie(self.request(Method::POST, "/auth/login"));
+        if let Some(t) = transport {
+            rb = rb.header("sesame-transport", t);
+        }
+        let a = answer(rb.json(&json!({ "email": email, "password": password })).send().await.unwrap()).await;
+        self.absorb(&a);
+        a
+    }
+
+    /// Refresh with the cookie (hybrid/cookie) or the body token (bearer).
+    pub async fn refresh(&mut self) -> Answer {
+        let a = self.refresh_raw().await;
+        self.absorb(&a);
+        a
+    }
+
+    /// Refresh without keeping the answer.
+    pub async fn refresh_raw(&self) -> Answer {
+        let mut rb = self.with_cookie(self.request(Method::POST, "/auth/refresh"));
+        if let Some(t) = &self.refresh_body {
+            rb = rb.json(&json!({ "refresh_token": t }));
+        }
+        answer(rb.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        answer(self.with_bearer(self.request(Method::GET, path)).send().await.unwrap()).await
+    }
+
+    pub async fn post(&self, path: &str, body: Option<Value>) -> Answer {
+        let mut rb = self.with_bearer(self.with_cookie(self.request(Method::POST, path)));
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        answer(rb.send().await.unwrap()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        answer(self.with_bearer(self.request(Method::DELETE, path)).send().await.unwrap()).await
+    }
+
+    pub async fn me(&self) -> Answer {
+        self.get("/auth/me").await
+    }
+}
+
+pub fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap()
+}

@@ -1,0 +1,124 @@
+//! Access-token rejections through the real routes: every one answers 401
+//! `invalid_token` with `WWW-Authenticate`, whatever the reason (the client
+//! is not told which check failed).
+
+mod common;
+
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use sesame_core::crypto::{self, b64};
+use sesame_core::keys::KeyState;
+use sesame_core::store::AccountStore as _;
+
+struct Minter {
+    kid: String,
+    key: EncodingKey,
+    public: Vec<u8>,
+    claims: Value,
+}
+
+/// Reads the active signing key the way an operator holding the master key
+/// could, and a real token's claims as a template.
+async fn minter(srv: &TestServer, d: &Device) -> Minter {
+    let recs = srv.engine().accounts().load_keys().await.unwrap();
+    let active = recs.iter().find(|r| r.state == KeyState::Active).unwrap();
+    let mk: [u8; 32] = crypto::b64_decode(MASTER_KEY).unwrap().try_into().unwrap();
+    let pkcs8 = crypto::open(&mk, active.kid.as_bytes(), &active.sealed_private).unwrap();
+    let token = d.access.clone().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims = serde_json::from_slice(&crypto::b64_decode(payload).unwrap()).unwrap();
+    Minter { kid: active.kid.clone(), key: EncodingKey::from_ed_der(&pkcs8), public: active.public.clone(), claims }
+}
+
+impl Minter {
+    fn mint(&self, edit: impl FnOnce(&mut Header, &mut Value)) -> String {
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.typ = Some("at+jwt".into());
+        h.kid = Some(self.kid.clone());
+        let mut c = self.claims.clone();
+        edit(&mut h, &mut c);
+        jsonwebtoken::encode(&h, &c, &self.key).unwrap()
+    }
+}
+
+async fn rejected(d: &Device, token: &str, why: &str) {
+    let mut dd = d.clone();
+    dd.access = Some(token.to_string());
+    let a = dd.me().await;
+    assert_eq!((a.status.as_u16(), a.code()), (401, "invalid_token"), "{why}: {}", a.text);
+    assert_eq!(a.headers["www-authenticate"], "Bearer error=\"invalid_token\"", "{why}");
+    assert!(a.is_problem());
+}
+
+fn unsigned(header: &str, claims: &Value, sig: &str) -> String {
+    format!("{}.{}.{sig}", b64(header.as_bytes()), b64(claims.to_string().as_bytes()))
+}
+
+#[tokio::test]
+async fn harness_minted_tokens_prove_each_check() {
+    let srv = TestServer::start().await;
+    let mut d = srv.device();
+    d.register("tok@example.com").await;
+    let m = minter(&srv, &d).await;
+    // The minter itself is right: an unmodified token is accepted.
+    let mut ok = d.clone();
+    ok.access = Some(m.mint(|_, _| {}));
+    assert_eq!(ok.me().await.status, 200);
+
+    let now = T0;
+    rejected(&d, &m.mint(|_, c| c["exp"] = json!(now - 61)), "expired beyond leeway").await;
+    let mut within = d.clone();
+    within.access = Some(m.mint(|_, c| c["exp"] = json!(now - 30)));
+    assert_eq!(within.me().await.status, 200, "within the 60 s leeway");
+    rejected(&d, &m.mint(|_, c| c["iat"] = json!(now + 120)), "iat in the future").await;
+    rejected(&d, &m.mint(|_, c| c["nbf"] = json!(now + 120)), "not yet valid").await;
+    rejected(&d, &m.mint(|_, c| c["iss"] = json!("https://evil.example")), "wrong iss").await;
+    rejected(&d, &m.mint(|_, c| c["aud"] = json!("other-service")), "wrong aud").await;
+    rejected(&d, &m.mint(|h, _| h.typ = Some("JWT".into())), "wrong typ").await;
+    rejected(&d, &m.mint(|h, _| h.typ = None), "missing typ").await;
+    rejected(&d, &m.mint(|h, _| h.kid = Some("unknown-kid".into())), "unknown kid").await;
+    rejected(&d, &m.mint(|h, _| h.kid = None), "no kid").await;
+    rejected(&d, &m.mint(|h, _| h.crit = Some(vec!["exp".into()])), "crit").await;
+    for claim in ["sub", "sid", "exp", "iat", "aud", "iss", "jti", "aal", "auth_time"] {
+        rejected(&d, &m.mint(|_, c| { c.as_object_mut().unwrap().remove(claim); }), claim).await;
+    }
+
+    // alg "none" in every spelling, with and without a signature.
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let h = format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{}"}}"#, m.kid);
+        rejected(&d, &unsigned(&h, &m.claims, ""), alg).await;
+        rejected(&d, &unsigned(&h, &m.claims, "c2ln"), alg).await;
+    }
+    // HS256 "signed" with the public key (key confusion).
+    let mut h = Header::new(Algorithm::HS256);
+    h.typ = Some("at+jwt".into());
+    h.kid = Some(m.kid.clone());
+    let confused = jsonwebtoken::encode(&h, &m.claims, &EncodingKey::from_secret(&m.public)).unwrap();
+    rejected(&d, &confused, "HS256 with the public key").await;
+
+    // A refresh token is not an access token...
+    let rt = d.refresh_cookie.clone().unwrap();
+    rejected(&d, &rt, "refresh token as access token").await;
+    // ...and an access token is not a refresh token.
+    let mut swap = d.clone();
+    swap.refresh_cookie = d.access.clone();
+    assert_eq!(swap.refresh_raw().await.code(), "refresh_token_invalid");
+
+    // Non-compact and oversize tokens.
+    rejected(&d, "a.b", "two segments").await;
+    rejected(&d, "a.b.c.d.e", "JWE-shaped").await;
+    rejected(&d, &format!("{}.x", "a".repeat(9000)), "oversize").await;
+    rejected(&d, r#"{"alg":"none"}.e30."#, "braces").await;
+}
+
+#[tokio::test]
+async fn missing_or_malformed_authorization() {
+    let srv = TestServer::start().await;
+    let d = srv.device();
+    for auth in ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc"] {
+        let a = answer(d.request(reqwest::Method::GET, "/auth/me").header("authorization", auth).send().await.unwrap()).await;
+        assert_eq!((a.status.as_u16(), a.code()), (401, "invalid_token"), "{auth:?}");
+    }
+    assert_eq!(d.me().await.code(), "invalid_token");
+}
