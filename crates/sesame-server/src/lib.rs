@@ -3,6 +3,8 @@
 //! HTTP; `anyhow` is used here and nowhere else.
 
 pub mod app;
+pub mod config;
 pub mod hash_pool;
 pub mod http;
 pub mod problem;
+pub mod server;
