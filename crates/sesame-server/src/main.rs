@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use sesame_core::clock::{Clock, SystemClock};
 use sesame_core::ids::{Email, SessionId, UserId};
 use sesame_core::session::RevokeReason;
-use sesame_core::store::{AccountStore as _, SessionStore as _};
+use sesame_core::store::AccountStore as _;
 use sesame_server::config::{self, Config, LogFormat};
 use sesame_server::server;
 use std::collections::HashMap;

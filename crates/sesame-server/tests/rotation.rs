@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use sesame_core::ids::SessionId;
-use sesame_core::store::SessionStore as _;
 use std::collections::HashSet;
 
 async fn generation(srv: &TestServer, d: &Device) -> (u32, Option<String>) {

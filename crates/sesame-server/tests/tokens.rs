@@ -9,7 +9,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use sesame_core::crypto::{self, b64};
 use sesame_core::keys::KeyState;
-use sesame_core::store::AccountStore as _;
 
 struct Minter {
     kid: String,

@@ -606,7 +606,12 @@ impl SessionStore for SqliteStore {
                     };
                     let revoked = self.revoke_in(&mut tx, &ids, RevokeReason::ReuseDetected, now).await?;
                     tx.commit().await.map_err(classify)?;
-                    return Ok(RotationOutcome::Reused { session: row.session, class, revoked });
+                    // Concurrent replays all see "reuse"; only the one whose
+                    // revocation landed reports it (one security event). The
+                    // others re-read and answer `session_revoked`.
+                    if revoked.contains(&id) {
+                        return Ok(RotationOutcome::Reused { session: row.session, class, revoked });
+                    }
                 }
                 Decision::Revoked(r) => return Ok(RotationOutcome::Revoked(r)),
                 Decision::Expired => return Ok(RotationOutcome::Expired),
