@@ -25,7 +25,19 @@ pub const MAX_LEEWAY: i64 = 60;
 pub const TYP: &str = "at+jwt";
 /// Claim names the engine sets; application claims may not use them.
 pub const RESERVED_CLAIMS: &[&str] = &[
-    "iss", "aud", "sub", "sid", "iat", "exp", "nbf", "jti", "auth_time", "aal", "cnf", "typ", "scope",
+    "iss",
+    "aud",
+    "sub",
+    "sid",
+    "iat",
+    "exp",
+    "nbf",
+    "jti",
+    "auth_time",
+    "aal",
+    "cnf",
+    "typ",
+    "scope",
     "client_id",
 ];
 
@@ -146,7 +158,11 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for `issuer` and `audience`; leeway is capped at 60 s.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>, leeway: i64) -> Self {
-        Self { issuer: issuer.into(), audience: audience.into(), leeway: leeway.clamp(0, MAX_LEEWAY) }
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: leeway.clamp(0, MAX_LEEWAY),
+        }
     }
 
     /// The issuer.
@@ -160,7 +176,11 @@ impl Verifier {
     }
 
     /// Signs `claims` with the ring's active key.
-    pub fn sign(&self, ring: &KeyRing, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn sign(
+        &self,
+        ring: &KeyRing,
+        claims: &AccessClaims,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let key = ring.active();
         let mut header = Header::new(key.alg().jwt());
         header.typ = Some(TYP.into());
@@ -169,7 +189,12 @@ impl Verifier {
     }
 
     /// Verifies a presented token at `now`.
-    pub fn verify(&self, ring: &KeyRing, token: &str, now: UnixTime) -> Result<VerifiedClaims, Rejection> {
+    pub fn verify(
+        &self,
+        ring: &KeyRing,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<VerifiedClaims, Rejection> {
         if token.len() > MAX_TOKEN_LEN
             || token.split('.').count() != 3
             || !token
@@ -180,7 +205,8 @@ impl Verifier {
         }
         let header_b64 = token.split('.').next().unwrap_or("");
         let header_json = crypto::b64_decode(header_b64).ok_or(Rejection::Malformed)?;
-        let header: StrictHeader = serde_json::from_slice(&header_json).map_err(|_| Rejection::Header)?;
+        let header: StrictHeader =
+            serde_json::from_slice(&header_json).map_err(|_| Rejection::Header)?;
         if header.crit.is_some() {
             return Err(Rejection::Header);
         }
@@ -200,15 +226,19 @@ impl Verifier {
         v.validate_nbf = false;
         v.validate_aud = false;
         v.required_spec_claims = HashSet::new();
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, key.decoding(), &v).map_err(|e| {
-            match e.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => Rejection::Algorithm,
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => Rejection::Signature,
-                _ => Rejection::Claims,
-            }
-        })?;
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, key.decoding(), &v).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => Rejection::Algorithm,
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => Rejection::Signature,
+                    _ => Rejection::Claims,
+                }
+            })?;
         let raw = data.claims;
-        let nbf = raw.get("nbf").map(|v| v.as_i64().ok_or(Rejection::Claims)).transpose()?;
+        let nbf = raw
+            .get("nbf")
+            .map(|v| v.as_i64().ok_or(Rejection::Claims))
+            .transpose()?;
         let claims: AccessClaims = serde_json::from_value(raw).map_err(|_| Rejection::Claims)?;
         if claims.iss != self.issuer {
             return Err(Rejection::Issuer);
@@ -248,7 +278,12 @@ mod tests {
     }
 
     fn forge(header: &str, payload: &serde_json::Value, sig: &str) -> String {
-        format!("{}.{}.{}", crypto::b64(header.as_bytes()), crypto::b64(payload.to_string().as_bytes()), sig)
+        format!(
+            "{}.{}.{}",
+            crypto::b64(header.as_bytes()),
+            crypto::b64(payload.to_string().as_bytes()),
+            sig
+        )
     }
 
     #[test]
@@ -260,7 +295,10 @@ mod tests {
             let c = claims(1000);
             let t = v.sign(&ring, &c).unwrap();
             assert_eq!(v.verify(&ring, &t, 1000).unwrap().claims(), &c);
-            assert_eq!(v.verify(&ring, &t, 1659), Ok(v.verify(&ring, &t, 1000).unwrap()));
+            assert_eq!(
+                v.verify(&ring, &t, 1659),
+                Ok(v.verify(&ring, &t, 1000).unwrap())
+            );
             assert_eq!(v.verify(&ring, &t, 1660), Err(Rejection::Expired));
             assert_eq!(v.verify(&ring, &t, 939), Err(Rejection::NotYetValid));
             let other = Verifier::new("https://evil.example", "sesame", 60);
@@ -271,38 +309,86 @@ mod tests {
             let mut bad = t.clone().into_bytes();
             let last = bad.len() - 2;
             bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
-            assert!(v.verify(&ring, std::str::from_utf8(&bad).unwrap(), 1000).is_err());
+            assert!(
+                v.verify(&ring, std::str::from_utf8(&bad).unwrap(), 1000)
+                    .is_err()
+            );
         }
     }
 
     #[test]
     fn header_attacks() {
         let mk = [1u8; 32];
-        let ring = KeyRing::open(&initial_records(SigningAlg::EdDSA, 0, &mk).unwrap(), &mk).unwrap();
+        let ring =
+            KeyRing::open(&initial_records(SigningAlg::EdDSA, 0, &mk).unwrap(), &mk).unwrap();
         let kid = ring.active().kid().to_string();
         let v = Verifier::new("https://auth.example", "sesame", 60);
         let payload = serde_json::to_value(claims(1000)).unwrap();
         for alg in ["none", "None", "NONE", "nOnE"] {
-            let t = forge(&format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{kid}"}}"#), &payload, "");
+            let t = forge(
+                &format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{kid}"}}"#),
+                &payload,
+                "",
+            );
             assert!(v.verify(&ring, &t, 1000).is_err(), "{alg}");
-            let t = forge(&format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{kid}"}}"#), &payload, "x");
+            let t = forge(
+                &format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"{kid}"}}"#),
+                &payload,
+                "x",
+            );
             assert!(v.verify(&ring, &t, 1000).is_err(), "{alg}");
         }
         let cases = [
-            (format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{kid}"}}"#), Rejection::Typ),
-            (format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#), Rejection::Typ),
-            (r#"{"alg":"EdDSA","typ":"at+jwt","kid":"nope"}"#.to_string(), Rejection::UnknownKid),
-            (format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#), Rejection::Algorithm),
-            (format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}","crit":["exp"]}}"#), Rejection::Header),
-            (format!(r#"{{"alg":"EdDSA","alg":"EdDSA","typ":"at+jwt","kid":"{kid}"}}"#), Rejection::Header),
+            (
+                format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{kid}"}}"#),
+                Rejection::Typ,
+            ),
+            (
+                format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#),
+                Rejection::Typ,
+            ),
+            (
+                r#"{"alg":"EdDSA","typ":"at+jwt","kid":"nope"}"#.to_string(),
+                Rejection::UnknownKid,
+            ),
+            (
+                format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{kid}"}}"#),
+                Rejection::Algorithm,
+            ),
+            (
+                format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{kid}","crit":["exp"]}}"#),
+                Rejection::Header,
+            ),
+            (
+                format!(r#"{{"alg":"EdDSA","alg":"EdDSA","typ":"at+jwt","kid":"{kid}"}}"#),
+                Rejection::Header,
+            ),
         ];
         for (h, want) in cases {
-            assert_eq!(v.verify(&ring, &forge(&h, &payload, "c2ln"), 1000), Err(want), "{h}");
+            assert_eq!(
+                v.verify(&ring, &forge(&h, &payload, "c2ln"), 1000),
+                Err(want),
+                "{h}"
+            );
         }
-        for malformed in ["", "a.b", "a.b.c.d", "a.b.c.d.e", "{\"alg\":\"none\"}.e30.", "a b.c.d"] {
-            assert_eq!(v.verify(&ring, malformed, 1000).unwrap_err(), Rejection::Malformed, "{malformed}");
+        for malformed in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "a.b.c.d.e",
+            "{\"alg\":\"none\"}.e30.",
+            "a b.c.d",
+        ] {
+            assert_eq!(
+                v.verify(&ring, malformed, 1000).unwrap_err(),
+                Rejection::Malformed,
+                "{malformed}"
+            );
         }
-        assert_eq!(v.verify(&ring, &"a".repeat(9000), 1000), Err(Rejection::Malformed));
+        assert_eq!(
+            v.verify(&ring, &"a".repeat(9000), 1000),
+            Err(Rejection::Malformed)
+        );
         let _ = KeyState::Active;
     }
 
@@ -316,7 +402,12 @@ mod tests {
         let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
         h.typ = Some(TYP.into());
         h.kid = Some(active.kid.clone());
-        let t = jsonwebtoken::encode(&h, &claims(1000), &jsonwebtoken::EncodingKey::from_secret(&active.public)).unwrap();
+        let t = jsonwebtoken::encode(
+            &h,
+            &claims(1000),
+            &jsonwebtoken::EncodingKey::from_secret(&active.public),
+        )
+        .unwrap();
         let v = Verifier::new("https://auth.example", "sesame", 60);
         assert_eq!(v.verify(&ring, &t, 1000), Err(Rejection::Algorithm));
     }

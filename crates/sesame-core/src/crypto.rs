@@ -71,7 +71,9 @@ pub fn b64(data: &[u8]) -> String {
 /// Strict base64url (no padding, canonical trailing bits) decoding.
 pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
 }
 
 /// AES-256-GCM sealing for key material at rest. The output is
@@ -116,7 +118,10 @@ mod tests {
     fn seal_round_trips_and_binds_aad() {
         let key = random::<32>();
         let sealed = seal(&key, b"kid-1", b"secret material");
-        assert_eq!(open(&key, b"kid-1", &sealed).as_deref(), Some(&b"secret material"[..]));
+        assert_eq!(
+            open(&key, b"kid-1", &sealed).as_deref(),
+            Some(&b"secret material"[..])
+        );
         assert_eq!(open(&key, b"kid-2", &sealed), None);
         assert_eq!(open(&random::<32>(), b"kid-1", &sealed), None);
     }

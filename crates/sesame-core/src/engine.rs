@@ -115,7 +115,9 @@ pub struct Engine {
 
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Engine").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,8 +165,13 @@ impl Engine {
             parts.accounts.save_keys(&records).await?;
         }
         let ring = KeyRing::open(&records, &parts.master_key)?;
-        let dummy = Password::presented(crypto::b64(&crypto::random::<24>())).map_err(|_| StartError::Hash)?;
-        let dummy_hash = parts.hasher.hash(dummy).await.map_err(|_| StartError::Hash)?;
+        let dummy = Password::presented(crypto::b64(&crypto::random::<24>()))
+            .map_err(|_| StartError::Hash)?;
+        let dummy_hash = parts
+            .hasher
+            .hash(dummy)
+            .await
+            .map_err(|_| StartError::Hash)?;
         Ok(Self {
             verifier: Verifier::new(cfg.issuer.clone(), cfg.audience.clone(), cfg.leeway),
             accounts: parts.accounts,
@@ -207,7 +214,10 @@ impl Engine {
 
     /// The current key ring.
     pub fn key_ring(&self) -> Arc<KeyRing> {
-        self.ring.read().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.ring
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Re-reads the key ring from the store (every 30 s, and on an unknown `kid`).
@@ -233,7 +243,14 @@ impl Engine {
             &self.master_key,
         )?;
         self.accounts.save_keys(&next).await?;
-        self.audit("signing_keys_rotated", None, None, None, json!({ "revoke_old": revoke_old })).await;
+        self.audit(
+            "signing_keys_rotated",
+            None,
+            None,
+            None,
+            json!({ "revoke_old": revoke_old }),
+        )
+        .await;
         self.reload_keys().await
     }
 
@@ -250,7 +267,13 @@ impl Engine {
         ip: Option<&str>,
         detail: serde_json::Value,
     ) {
-        let ev = AuditEvent { kind, user_id, session_id, ip: ip.map(str::to_owned), detail };
+        let ev = AuditEvent {
+            kind,
+            user_id,
+            session_id,
+            ip: ip.map(str::to_owned),
+            detail,
+        };
         if let Err(e) = self.accounts.audit(ev).await {
             tracing::warn!(event = kind, error = %e, "audit write failed");
         }
@@ -268,11 +291,25 @@ impl Engine {
     }
 
     /// Creates an account (§3 register).
-    pub async fn register(&self, email: &str, password: String, ctx: &LoginContext) -> Result<Registered, Error> {
+    pub async fn register(
+        &self,
+        email: &str,
+        password: String,
+        ctx: &LoginContext,
+    ) -> Result<Registered, Error> {
         let mut errors = Vec::new();
-        let email = Email::parse(email).map_err(|e| errors.push(FieldError { field: "email", message: e.to_string() }));
-        let password = Password::new_checked(password)
-            .map_err(|e| errors.push(FieldError { field: "password", message: e.to_string() }));
+        let email = Email::parse(email).map_err(|e| {
+            errors.push(FieldError {
+                field: "email",
+                message: e.to_string(),
+            })
+        });
+        let password = Password::new_checked(password).map_err(|e| {
+            errors.push(FieldError {
+                field: "password",
+                message: e.to_string(),
+            })
+        });
         let (Ok(email), Ok(password)) = (email, password) else {
             return Err(Error::InvalidInput(errors));
         };
@@ -286,7 +323,14 @@ impl Engine {
         let user = match self.accounts.create_user(new).await {
             Ok(u) => u,
             Err(StoreError::Conflict) => {
-                self.audit("register_existing_email", None, None, ctx.device.ip.as_deref(), json!({})).await;
+                self.audit(
+                    "register_existing_email",
+                    None,
+                    None,
+                    ctx.device.ip.as_deref(),
+                    json!({}),
+                )
+                .await;
                 return if self.cfg.require_verified_email {
                     Ok(Registered::VerificationSent)
                 } else {
@@ -295,23 +339,38 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         };
-        self.audit("user_registered", Some(user.id), None, ctx.device.ip.as_deref(), json!({})).await;
+        self.audit(
+            "user_registered",
+            Some(user.id),
+            None,
+            ctx.device.ip.as_deref(),
+            json!({}),
+        )
+        .await;
         if self.cfg.require_verified_email {
             return Ok(Registered::VerificationSent);
         }
         let now = self.clock.now();
-        let grant = self.open_session(&user, now, Aal::Aal1, Default::default(), ctx).await?;
+        let grant = self
+            .open_session(&user, now, Aal::Aal1, Default::default(), ctx)
+            .await?;
         Ok(Registered::SignedIn(Box::new(grant)))
     }
 
     /// Creates a user without a session (CLI `user add`); the email counts as verified.
     pub async fn add_user(&self, email: &str, password: String) -> Result<User, Error> {
         let email = Email::parse(email).map_err(|e| Error::field("email", e.to_string()))?;
-        let password = Password::new_checked(password).map_err(|e| Self::password_field("password", e))?;
+        let password =
+            Password::new_checked(password).map_err(|e| Self::password_field("password", e))?;
         let hash = self.hasher.hash(password).await.map_err(Self::hash_error)?;
         match self
             .accounts
-            .create_user(NewUser { id: UserId::new(), email, password_hash: hash, email_verified: true })
+            .create_user(NewUser {
+                id: UserId::new(),
+                email,
+                password_hash: hash,
+                email_verified: true,
+            })
             .await
         {
             Ok(u) => Ok(u),
@@ -322,17 +381,33 @@ impl Engine {
 
     /// Checks an email and password (§3 login): the same answer and the same
     /// work whether the email is unknown or the password wrong.
-    pub async fn login(&self, email: &str, password: String, ctx: &LoginContext) -> Result<Grant, Error> {
-        let password = Password::presented(password).map_err(|e| Self::password_field("password", e))?;
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        ctx: &LoginContext,
+    ) -> Result<Grant, Error> {
+        let password =
+            Password::presented(password).map_err(|e| Self::password_field("password", e))?;
         let found = match Email::parse(email) {
             Ok(e) => self.accounts.user_by_email(&e).await?,
             Err(_) => None,
         };
         let Some(cred) = found else {
             // Same cost as a real check, so timing does not reveal which emails exist.
-            let _ = self.hasher.verify(password, self.dummy_hash.clone()).await.map_err(Self::hash_error)?;
-            self.audit("login_failed", None, None, ctx.device.ip.as_deref(), json!({ "why": "unknown_email" }))
-                .await;
+            let _ = self
+                .hasher
+                .verify(password, self.dummy_hash.clone())
+                .await
+                .map_err(Self::hash_error)?;
+            self.audit(
+                "login_failed",
+                None,
+                None,
+                ctx.device.ip.as_deref(),
+                json!({ "why": "unknown_email" }),
+            )
+            .await;
             return Err(Error::InvalidCredentials);
         };
         let verified = self
@@ -342,8 +417,14 @@ impl Engine {
             .map_err(Self::hash_error)?;
         let user = cred.user;
         if !verified.ok {
-            self.audit("login_failed", Some(user.id), None, ctx.device.ip.as_deref(), json!({ "why": "password" }))
-                .await;
+            self.audit(
+                "login_failed",
+                Some(user.id),
+                None,
+                ctx.device.ip.as_deref(),
+                json!({ "why": "password" }),
+            )
+            .await;
             return Err(Error::InvalidCredentials);
         }
         if user.disabled {
@@ -352,15 +433,23 @@ impl Engine {
         if self.cfg.require_verified_email && !user.email_verified {
             return Err(Error::EmailNotVerified);
         }
-        if verified.needs_rehash {
-            if let Ok(h) = self.hasher.hash(password).await {
-                self.accounts.set_password_hash(user.id, &h).await?;
-            }
+        if verified.needs_rehash
+            && let Ok(h) = self.hasher.hash(password).await
+        {
+            self.accounts.set_password_hash(user.id, &h).await?;
         }
         let now = self.clock.now();
-        let grant = self.open_session(&user, now, Aal::Aal1, Default::default(), ctx).await?;
-        self.audit("login_succeeded", Some(user.id), Some(grant.session.id), ctx.device.ip.as_deref(), json!({}))
-            .await;
+        let grant = self
+            .open_session(&user, now, Aal::Aal1, Default::default(), ctx)
+            .await?;
+        self.audit(
+            "login_succeeded",
+            Some(user.id),
+            Some(grant.session.id),
+            ctx.device.ip.as_deref(),
+            json!({}),
+        )
+        .await;
         Ok(grant)
     }
 
@@ -375,7 +464,11 @@ impl Engine {
     ) -> Result<Grant, Error> {
         let id = SessionId::random();
         let token = self.refresh_keys.mint_first(id);
-        let replaces = ctx.replaces.as_deref().and_then(|t| self.refresh_keys.verify(t)).map(|t| t.session_id());
+        let replaces = ctx
+            .replaces
+            .as_deref()
+            .and_then(|t| self.refresh_keys.verify(t))
+            .map(|t| t.session_id());
         let new = NewSession {
             id,
             user_id: user.id,
@@ -397,10 +490,20 @@ impl Engine {
             Created::LimitReached => return Err(Error::SessionLimitReached),
         };
         for sid in revoked {
-            let reason = if Some(sid) == replaces { RevokeReason::Replaced } else { RevokeReason::Evicted };
+            let reason = if Some(sid) == replaces {
+                RevokeReason::Replaced
+            } else {
+                RevokeReason::Evicted
+            };
             self.note_revoked(sid, reason);
-            self.audit("session_revoked", Some(user.id), Some(sid), ctx.device.ip.as_deref(), json!({ "reason": reason.as_str() }))
-                .await;
+            self.audit(
+                "session_revoked",
+                Some(user.id),
+                Some(sid),
+                ctx.device.ip.as_deref(),
+                json!({ "reason": reason.as_str() }),
+            )
+            .await;
         }
         let _ = auth_time;
         self.grant(user.clone(), session, &token)
@@ -431,7 +534,9 @@ impl Engine {
             .verifier
             .sign(&self.key_ring(), &claims)
             .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
-        let refresh_end = session.idle_expires_at.map_or(session.expires_at, |i| i.min(session.expires_at));
+        let refresh_end = session
+            .idle_expires_at
+            .map_or(session.expires_at, |i| i.min(session.expires_at));
         Ok(Grant {
             access_token,
             expires_in: exp - now,
@@ -443,7 +548,12 @@ impl Engine {
     }
 
     /// Rotates a refresh token (§2). `channel` is where it arrived.
-    pub async fn refresh(&self, presented: &str, channel: Channel, device: &DeviceInfo) -> Result<Grant, Error> {
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        channel: Channel,
+        device: &DeviceInfo,
+    ) -> Result<Grant, Error> {
         let Some(token) = self.refresh_keys.verify(presented) else {
             return Err(Error::RefreshTokenInvalid);
         };
@@ -462,7 +572,14 @@ impl Engine {
         let session = match self.sessions.rotate(sid, &p, &self.cfg.rotation).await? {
             RotationOutcome::Rotated(s) => s,
             RotationOutcome::Grace(s) => {
-                self.audit("refresh_grace_answer", Some(s.user_id), Some(sid), ip, json!({})).await;
+                self.audit(
+                    "refresh_grace_answer",
+                    Some(s.user_id),
+                    Some(sid),
+                    ip,
+                    json!({}),
+                )
+                .await;
                 s
             }
             RotationOutcome::NotFound => return Err(Error::RefreshTokenInvalid),
@@ -474,11 +591,21 @@ impl Engine {
             RotationOutcome::TransportMismatch => return Err(Error::TransportMismatch),
             RotationOutcome::RollbackSuspected => {
                 tracing::warn!(session = %sid, "store_rollback_suspected");
-                self.audit("store_rollback_suspected", None, Some(sid), ip, json!({ "generation": token.generation() }))
-                    .await;
+                self.audit(
+                    "store_rollback_suspected",
+                    None,
+                    Some(sid),
+                    ip,
+                    json!({ "generation": token.generation() }),
+                )
+                .await;
                 return Err(Error::RefreshTokenInvalid);
             }
-            RotationOutcome::Reused { session, class, revoked } => {
+            RotationOutcome::Reused {
+                session,
+                class,
+                revoked,
+            } => {
                 for r in &revoked {
                     self.note_revoked(*r, RevokeReason::ReuseDetected);
                 }
@@ -494,7 +621,11 @@ impl Engine {
                 return Err(Error::RefreshTokenReused);
             }
         };
-        let user = self.accounts.user_by_id(session.user_id).await?.ok_or(Error::RefreshTokenInvalid)?;
+        let user = self
+            .accounts
+            .user_by_id(session.user_id)
+            .await?
+            .ok_or(Error::RefreshTokenInvalid)?;
         if user.disabled {
             return Err(Error::SessionRevoked(RevokeReason::AccountDisabled));
         }
@@ -512,7 +643,9 @@ impl Engine {
                 if self.reload_keys().await.is_err() {
                     return Err(Error::InvalidToken);
                 }
-                self.verifier.verify(&self.key_ring(), token, now).map_err(|_| Error::InvalidToken)?
+                self.verifier
+                    .verify(&self.key_ring(), token, now)
+                    .map_err(|_| Error::InvalidToken)?
             }
             Err(e) => {
                 tracing::debug!(rejection = %e, "access token rejected");
@@ -544,28 +677,56 @@ impl Engine {
 
     /// The user and current session of a verified token.
     pub async fn me(&self, claims: &VerifiedClaims) -> Result<(User, Session), Error> {
-        let session = self.sessions.session(claims.session_id()).await?.ok_or(Error::InvalidToken)?;
+        let session = self
+            .sessions
+            .session(claims.session_id())
+            .await?
+            .ok_or(Error::InvalidToken)?;
         if let (Some(_), Some(r)) = (session.revoked_at, session.revoke_reason) {
             return Err(Error::SessionRevoked(r));
         }
-        let user = self.accounts.user_by_id(claims.user_id()).await?.ok_or(Error::InvalidToken)?;
+        let user = self
+            .accounts
+            .user_by_id(claims.user_id())
+            .await?
+            .ok_or(Error::InvalidToken)?;
         Ok((user, session))
     }
 
     /// Revokes one session (logout).
-    pub async fn logout(&self, sid: SessionId, reason: RevokeReason, ip: Option<&str>) -> Result<(), Error> {
+    pub async fn logout(
+        &self,
+        sid: SessionId,
+        reason: RevokeReason,
+        ip: Option<&str>,
+    ) -> Result<(), Error> {
         if let Some(s) = self.sessions.revoke(sid, reason).await? {
             self.note_revoked(sid, reason);
-            self.audit("session_revoked", Some(s.user_id), Some(sid), ip, json!({ "reason": reason.as_str() })).await;
+            self.audit(
+                "session_revoked",
+                Some(s.user_id),
+                Some(sid),
+                ip,
+                json!({ "reason": reason.as_str() }),
+            )
+            .await;
         }
         Ok(())
     }
 
     /// Logout through a refresh token (cookie-only clients): the tag is
     /// checked first, then the session it names is revoked.
-    pub async fn logout_with_refresh(&self, presented: &str, ip: Option<&str>) -> Result<(), Error> {
-        let token = self.refresh_keys.verify(presented).ok_or(Error::RefreshTokenInvalid)?;
-        self.logout(token.session_id(), RevokeReason::Logout, ip).await
+    pub async fn logout_with_refresh(
+        &self,
+        presented: &str,
+        ip: Option<&str>,
+    ) -> Result<(), Error> {
+        let token = self
+            .refresh_keys
+            .verify(presented)
+            .ok_or(Error::RefreshTokenInvalid)?;
+        self.logout(token.session_id(), RevokeReason::Logout, ip)
+            .await
     }
 
     /// Revokes every session of a user but `keep`.
@@ -592,10 +753,19 @@ impl Engine {
     }
 
     /// Revokes one of the caller's own sessions; anyone else's is `NotFound`.
-    pub async fn revoke_own(&self, claims: &VerifiedClaims, target: SessionId, ip: Option<&str>) -> Result<(), Error> {
+    pub async fn revoke_own(
+        &self,
+        claims: &VerifiedClaims,
+        target: SessionId,
+        ip: Option<&str>,
+    ) -> Result<(), Error> {
         match self.sessions.session(target).await? {
             Some(s) if s.user_id == claims.user_id() => {
-                let reason = if target == claims.session_id() { RevokeReason::Logout } else { RevokeReason::RevokedByUser };
+                let reason = if target == claims.session_id() {
+                    RevokeReason::Logout
+                } else {
+                    RevokeReason::RevokedByUser
+                };
                 self.logout(target, reason, ip).await
             }
             _ => Err(Error::NotFound),
@@ -616,20 +786,50 @@ impl Engine {
         new: String,
         ip: Option<&str>,
     ) -> Result<(), Error> {
-        let current = Password::presented(current).map_err(|e| Self::password_field("current_password", e))?;
-        let new = Password::new_checked(new).map_err(|e| Self::password_field("new_password", e))?;
-        let cred = self.accounts.credential_by_id(claims.user_id()).await?.ok_or(Error::InvalidToken)?;
-        let v = self.hasher.verify(current, cred.password_hash).await.map_err(Self::hash_error)?;
+        let current = Password::presented(current)
+            .map_err(|e| Self::password_field("current_password", e))?;
+        let new =
+            Password::new_checked(new).map_err(|e| Self::password_field("new_password", e))?;
+        let cred = self
+            .accounts
+            .credential_by_id(claims.user_id())
+            .await?
+            .ok_or(Error::InvalidToken)?;
+        let v = self
+            .hasher
+            .verify(current, cred.password_hash)
+            .await
+            .map_err(Self::hash_error)?;
         if !v.ok {
-            self.audit("password_change_failed", Some(claims.user_id()), Some(claims.session_id()), ip, json!({}))
-                .await;
+            self.audit(
+                "password_change_failed",
+                Some(claims.user_id()),
+                Some(claims.session_id()),
+                ip,
+                json!({}),
+            )
+            .await;
             return Err(Error::InvalidCredentials);
         }
         let hash = self.hasher.hash(new).await.map_err(Self::hash_error)?;
-        self.accounts.set_password_hash(claims.user_id(), &hash).await?;
-        self.audit("password_changed", Some(claims.user_id()), Some(claims.session_id()), ip, json!({})).await;
-        self.revoke_user_sessions(claims.user_id(), Some(claims.session_id()), RevokeReason::PasswordChanged, ip)
+        self.accounts
+            .set_password_hash(claims.user_id(), &hash)
             .await?;
+        self.audit(
+            "password_changed",
+            Some(claims.user_id()),
+            Some(claims.session_id()),
+            ip,
+            json!({}),
+        )
+        .await;
+        self.revoke_user_sessions(
+            claims.user_id(),
+            Some(claims.session_id()),
+            RevokeReason::PasswordChanged,
+            ip,
+        )
+        .await?;
         Ok(())
     }
 
@@ -638,20 +838,41 @@ impl Engine {
         if !self.accounts.set_disabled(user, disabled).await? {
             return Err(Error::NotFound);
         }
-        self.audit(if disabled { "user_disabled" } else { "user_enabled" }, Some(user), None, None, json!({})).await;
+        self.audit(
+            if disabled {
+                "user_disabled"
+            } else {
+                "user_enabled"
+            },
+            Some(user),
+            None,
+            None,
+            json!({}),
+        )
+        .await;
         if disabled {
-            self.revoke_user_sessions(user, None, RevokeReason::AccountDisabled, None).await?;
+            self.revoke_user_sessions(user, None, RevokeReason::AccountDisabled, None)
+                .await?;
         }
         Ok(())
     }
 
     /// Checks application claims for a session: an object of at most 1 KiB
     /// whose names avoid the reserved ones.
-    pub fn check_app_claims(claims: &serde_json::Map<String, serde_json::Value>) -> Result<(), Error> {
-        if let Some(k) = claims.keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str())) {
+    pub fn check_app_claims(
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), Error> {
+        if let Some(k) = claims
+            .keys()
+            .find(|k| RESERVED_CLAIMS.contains(&k.as_str()))
+        {
             return Err(Error::field("claims", format!("`{k}` is a reserved claim")));
         }
-        if serde_json::to_vec(claims).map(|v| v.len()).unwrap_or(usize::MAX) > 1024 {
+        if serde_json::to_vec(claims)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX)
+            > 1024
+        {
             return Err(Error::field("claims", "must be at most 1 KiB"));
         }
         Ok(())

@@ -84,6 +84,9 @@ impl From<StoreError> for Error {
 impl Error {
     /// One invalid field.
     pub fn field(field: &'static str, message: impl Into<String>) -> Self {
-        Self::InvalidInput(vec![FieldError { field, message: message.into() }])
+        Self::InvalidInput(vec![FieldError {
+            field,
+            message: message.into(),
+        }])
     }
 }

@@ -189,7 +189,16 @@ mod tests {
             Email::parse("caf\u{65}\u{301}@x.org").unwrap(),
             Email::parse("caf\u{e9}@x.org").unwrap()
         );
-        for bad in ["", "a", "@x.org", "a@", "a b@x.org", "a@x..org", "a@.x", "a@b@c"] {
+        for bad in [
+            "",
+            "a",
+            "@x.org",
+            "a@",
+            "a b@x.org",
+            "a@x..org",
+            "a@.x",
+            "a@b@c",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

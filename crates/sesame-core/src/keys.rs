@@ -154,10 +154,14 @@ impl KeyRecord {
         let (private, public): (Zeroizing<Vec<u8>>, Vec<u8>) = match alg {
             SigningAlg::EdDSA => {
                 let rng = aws_lc_rs::rand::SystemRandom::new();
-                let doc = signature::Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(|_| KeyError::Generate)?;
+                let doc = signature::Ed25519KeyPair::generate_pkcs8v1(&rng)
+                    .map_err(|_| KeyError::Generate)?;
                 let pair = signature::Ed25519KeyPair::from_pkcs8(doc.as_ref())
                     .map_err(|_| KeyError::Generate)?;
-                (Zeroizing::new(doc.as_ref().to_vec()), pair.public_key().as_ref().to_vec())
+                (
+                    Zeroizing::new(doc.as_ref().to_vec()),
+                    pair.public_key().as_ref().to_vec(),
+                )
             }
             SigningAlg::ES256 => {
                 let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -171,7 +175,10 @@ impl KeyRecord {
                     doc.as_ref(),
                 )
                 .map_err(|_| KeyError::Generate)?;
-                (Zeroizing::new(doc.as_ref().to_vec()), pair.public_key().as_ref().to_vec())
+                (
+                    Zeroizing::new(doc.as_ref().to_vec()),
+                    pair.public_key().as_ref().to_vec(),
+                )
             }
             SigningAlg::HS256 => (Zeroizing::new(crypto::random::<32>().to_vec()), Vec::new()),
         };
@@ -192,7 +199,10 @@ impl KeyRecord {
             crypto::open(old, self.kid.as_bytes(), &self.sealed_private)
                 .ok_or_else(|| KeyError::Unseal(self.kid.clone()))?,
         );
-        Ok(Self { sealed_private: crypto::seal(new, self.kid.as_bytes(), &private), ..self.clone() })
+        Ok(Self {
+            sealed_private: crypto::seal(new, self.kid.as_bytes(), &private),
+            ..self.clone()
+        })
     }
 }
 
@@ -227,7 +237,8 @@ impl SigningKey {
         let invalid = || KeyError::Invalid(rec.kid.clone(), rec.alg.as_str());
         let (encoding, decoding, jwk) = match rec.alg {
             SigningAlg::EdDSA => {
-                let pair = signature::Ed25519KeyPair::from_pkcs8(&private).map_err(|_| invalid())?;
+                let pair =
+                    signature::Ed25519KeyPair::from_pkcs8(&private).map_err(|_| invalid())?;
                 if pair.public_key().as_ref() != rec.public.as_slice() {
                     return Err(invalid());
                 }
@@ -235,7 +246,11 @@ impl SigningKey {
                     "kty": "OKP", "crv": "Ed25519", "x": crypto::b64(&rec.public),
                     "kid": rec.kid, "alg": "EdDSA", "use": "sig",
                 });
-                (EncodingKey::from_ed_der(&private), DecodingKey::from_ed_der(&rec.public), Some(jwk))
+                (
+                    EncodingKey::from_ed_der(&private),
+                    DecodingKey::from_ed_der(&rec.public),
+                    Some(jwk),
+                )
             }
             SigningAlg::ES256 => {
                 let pair = signature::EcdsaKeyPair::from_pkcs8(
@@ -252,13 +267,21 @@ impl SigningKey {
                     "x": crypto::b64(&point[1..33]), "y": crypto::b64(&point[33..65]),
                     "kid": rec.kid, "alg": "ES256", "use": "sig",
                 });
-                (EncodingKey::from_ec_der(&private), DecodingKey::from_ec_der(point), Some(jwk))
+                (
+                    EncodingKey::from_ec_der(&private),
+                    DecodingKey::from_ec_der(point),
+                    Some(jwk),
+                )
             }
             SigningAlg::HS256 => {
                 if private.len() < 32 {
                     return Err(invalid());
                 }
-                (EncodingKey::from_secret(&private), DecodingKey::from_secret(&private), None)
+                (
+                    EncodingKey::from_secret(&private),
+                    DecodingKey::from_secret(&private),
+                    None,
+                )
             }
         };
         Ok(Self {
@@ -320,7 +343,10 @@ impl KeyRing {
             }
             by_kid.insert(rec.kid.clone(), key);
         }
-        Ok(Self { active: active.ok_or(KeyError::NoActiveKey)?, by_kid })
+        Ok(Self {
+            active: active.ok_or(KeyError::NoActiveKey)?,
+            by_kid,
+        })
     }
 
     /// The key that signs.
@@ -364,7 +390,10 @@ pub fn rotate_records(
     for rec in current {
         match rec.state {
             KeyState::Next if rec.alg == alg && !promoted => {
-                out.push(KeyRecord { state: KeyState::Active, ..rec.clone() });
+                out.push(KeyRecord {
+                    state: KeyState::Active,
+                    ..rec.clone()
+                });
                 promoted = true;
             }
             KeyState::Next => {}
@@ -389,7 +418,11 @@ pub fn rotate_records(
 }
 
 /// The ring a brand-new deployment starts with: an active key and a next key.
-pub fn initial_records(alg: SigningAlg, now: UnixTime, master_key: &[u8; 32]) -> Result<Vec<KeyRecord>, KeyError> {
+pub fn initial_records(
+    alg: SigningAlg,
+    now: UnixTime,
+    master_key: &[u8; 32],
+) -> Result<Vec<KeyRecord>, KeyError> {
     rotate_records(&[], alg, now, 0, false, master_key)
 }
 
@@ -403,11 +436,19 @@ mod tests {
         for alg in [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::HS256] {
             let r0 = initial_records(alg, 100, &mk).unwrap();
             let ring0 = KeyRing::open(&r0, &mk).unwrap();
-            let next_kid = r0.iter().find(|r| r.state == KeyState::Next).unwrap().kid.clone();
+            let next_kid = r0
+                .iter()
+                .find(|r| r.state == KeyState::Next)
+                .unwrap()
+                .kid
+                .clone();
             let r1 = rotate_records(&r0, alg, 200, 700, false, &mk).unwrap();
             let ring1 = KeyRing::open(&r1, &mk).unwrap();
             assert_eq!(ring1.active().kid(), next_kid);
-            assert_eq!(ring1.get(ring0.active().kid()).unwrap().state(), KeyState::Retired);
+            assert_eq!(
+                ring1.get(ring0.active().kid()).unwrap().state(),
+                KeyState::Retired
+            );
             assert_eq!(r1.len(), 3);
             // Past the retirement window the old key is dropped.
             let r2 = rotate_records(&r1, alg, 1000, 700, false, &mk).unwrap();
@@ -424,14 +465,22 @@ mod tests {
     #[test]
     fn wrong_master_key_is_refused() {
         let r = initial_records(SigningAlg::EdDSA, 1, &[1u8; 32]).unwrap();
-        assert!(matches!(KeyRing::open(&r, &[2u8; 32]), Err(KeyError::Unseal(_))));
-        let rewrapped: Vec<_> = r.iter().map(|k| k.rewrap(&[1u8; 32], &[2u8; 32]).unwrap()).collect();
+        assert!(matches!(
+            KeyRing::open(&r, &[2u8; 32]),
+            Err(KeyError::Unseal(_))
+        ));
+        let rewrapped: Vec<_> = r
+            .iter()
+            .map(|k| k.rewrap(&[1u8; 32], &[2u8; 32]).unwrap())
+            .collect();
         assert!(KeyRing::open(&rewrapped, &[2u8; 32]).is_ok());
     }
 
     #[test]
     fn alg_names_are_exact() {
-        for bad in ["none", "None", "NONE", "nOnE", "eddsa", "HS512", "RS256", ""] {
+        for bad in [
+            "none", "None", "NONE", "nOnE", "eddsa", "HS512", "RS256", "",
+        ] {
             assert_eq!(SigningAlg::parse(bad), None);
         }
     }

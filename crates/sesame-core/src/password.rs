@@ -99,7 +99,11 @@ pub struct HashParams {
 
 impl HashParams {
     /// OWASP's first recommendation: m = 19 MiB, t = 2, p = 1.
-    pub const OWASP: Self = Self { m_kib: 19 * 1024, t: 2, p: 1 };
+    pub const OWASP: Self = Self {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
 
     /// Whether these meet one of OWASP's equivalent minimums.
     pub fn meets_owasp(&self) -> bool {
@@ -108,7 +112,8 @@ impl HashParams {
     }
 
     fn argon2(&self) -> Result<Argon2<'static>, HashError> {
-        let params = Params::new(self.m_kib, self.t, self.p, None).map_err(|_| HashError::Internal)?;
+        let params =
+            Params::new(self.m_kib, self.t, self.p, None).map_err(|_| HashError::Internal)?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 }
@@ -147,7 +152,10 @@ pub fn hash_blocking(params: &HashParams, password: &Password) -> Result<String,
 /// as a mismatch, never a panic.
 pub fn verify_blocking(params: &HashParams, password: &Password, phc: &str) -> Verified {
     let Ok(parsed) = PasswordHash::new(phc) else {
-        return Verified { ok: false, needs_rehash: false };
+        return Verified {
+            ok: false,
+            needs_rehash: false,
+        };
     };
     let ok = Argon2::default()
         .verify_password(password.expose().as_bytes(), &parsed)
@@ -189,23 +197,54 @@ mod tests {
 
     #[test]
     fn policy() {
-        assert_eq!(Password::new_checked("short".into()).unwrap_err(), PasswordError::TooShort);
-        assert_eq!(Password::new_checked("x".repeat(1025)).unwrap_err(), PasswordError::TooLong);
-        assert_eq!(Password::new_checked("Password123".into()).unwrap_err(), PasswordError::Common);
+        assert_eq!(
+            Password::new_checked("short".into()).unwrap_err(),
+            PasswordError::TooShort
+        );
+        assert_eq!(
+            Password::new_checked("x".repeat(1025)).unwrap_err(),
+            PasswordError::TooLong
+        );
+        assert_eq!(
+            Password::new_checked("Password123".into()).unwrap_err(),
+            PasswordError::Common
+        );
         assert!(Password::new_checked("  correct horse battery  ".into()).is_ok());
         assert!(Password::new_checked("é".repeat(1024)).is_ok());
-        assert_eq!(format!("{:?}", Password::presented("hunter22".into()).unwrap()), "Password(***)");
+        assert_eq!(
+            format!("{:?}", Password::presented("hunter22".into()).unwrap()),
+            "Password(***)"
+        );
     }
 
     #[test]
     fn hash_verify_and_rehash() {
-        let weak = HashParams { m_kib: 1024, t: 1, p: 1 };
+        let weak = HashParams {
+            m_kib: 1024,
+            t: 1,
+            p: 1,
+        };
         let pw = Password::presented("correct horse".into()).unwrap();
         let phc = hash_blocking(&weak, &pw).unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
-        assert_eq!(verify_blocking(&weak, &pw, &phc), Verified { ok: true, needs_rehash: false });
-        let strong = HashParams { m_kib: 2048, ..weak };
-        assert_eq!(verify_blocking(&strong, &pw, &phc), Verified { ok: true, needs_rehash: true });
+        assert_eq!(
+            verify_blocking(&weak, &pw, &phc),
+            Verified {
+                ok: true,
+                needs_rehash: false
+            }
+        );
+        let strong = HashParams {
+            m_kib: 2048,
+            ..weak
+        };
+        assert_eq!(
+            verify_blocking(&strong, &pw, &phc),
+            Verified {
+                ok: true,
+                needs_rehash: true
+            }
+        );
         let wrong = Password::presented("Correct horse".into()).unwrap();
         assert!(!verify_blocking(&weak, &wrong, &phc).ok);
         assert!(!verify_blocking(&weak, &pw, "garbage").ok);
@@ -214,7 +253,21 @@ mod tests {
     #[test]
     fn owasp_minimums() {
         assert!(HashParams::OWASP.meets_owasp());
-        assert!(HashParams { m_kib: 47104, t: 1, p: 1 }.meets_owasp());
-        assert!(!HashParams { m_kib: 19456, t: 1, p: 1 }.meets_owasp());
+        assert!(
+            HashParams {
+                m_kib: 47104,
+                t: 1,
+                p: 1
+            }
+            .meets_owasp()
+        );
+        assert!(
+            !HashParams {
+                m_kib: 19456,
+                t: 1,
+                p: 1
+            }
+            .meets_owasp()
+        );
     }
 }

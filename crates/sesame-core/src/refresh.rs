@@ -93,7 +93,10 @@ impl RefreshKeys {
 
     /// A single version-1 key.
     pub fn single(secret: &[u8]) -> Result<Self, RefreshKeyError> {
-        Self::new(vec![(1, SecretBox::new(secret.to_vec().into_boxed_slice()))])
+        Self::new(vec![(
+            1,
+            SecretBox::new(secret.to_vec().into_boxed_slice()),
+        )])
     }
 
     /// The version that mints new tokens.
@@ -105,7 +108,13 @@ impl RefreshKeys {
         let k = self.keys.get(&ver)?;
         let full = crypto::hmac_sha256(
             &k.tag,
-            &[b"sesame/rt/tag", &[ver], sid.as_bytes(), &gen_.to_be_bytes(), secret],
+            &[
+                b"sesame/rt/tag",
+                &[ver],
+                sid.as_bytes(),
+                &gen_.to_be_bytes(),
+                secret,
+            ],
         );
         let mut out = [0u8; 16];
         out.copy_from_slice(&full[..16]);
@@ -136,7 +145,13 @@ impl RefreshKeys {
     fn assemble(&self, ver: u8, sid: SessionId, gen_: u32, secret: [u8; 32]) -> RefreshToken {
         // `ver` always names a key we hold: callers pass `current` or a parsed, verified token's.
         let tag = self.tag(ver, &sid, gen_, &secret).unwrap_or([0; 16]);
-        RefreshToken { ver, sid, gen_, secret, tag }
+        RefreshToken {
+            ver,
+            sid,
+            gen_,
+            secret,
+            tag,
+        }
     }
 
     /// Strictly parses a presented token and checks its tag in constant time.
@@ -276,7 +291,12 @@ mod tests {
     #[test]
     fn other_key_rejects_and_old_versions_still_verify() {
         let t = keys().mint_first(SessionId::random());
-        assert!(RefreshKeys::single(&[8u8; 32]).unwrap().verify(&t.encode()).is_none());
+        assert!(
+            RefreshKeys::single(&[8u8; 32])
+                .unwrap()
+                .verify(&t.encode())
+                .is_none()
+        );
         let both = RefreshKeys::new(vec![
             (1, SecretBox::new(vec![7u8; 32].into_boxed_slice())),
             (2, SecretBox::new(vec![9u8; 32].into_boxed_slice())),
@@ -289,7 +309,10 @@ mod tests {
 
     #[test]
     fn short_keys_refused() {
-        assert_eq!(RefreshKeys::single(&[1u8; 31]).unwrap_err(), RefreshKeyError::TooShort);
+        assert_eq!(
+            RefreshKeys::single(&[1u8; 31]).unwrap_err(),
+            RefreshKeyError::TooShort
+        );
     }
 
     proptest! {

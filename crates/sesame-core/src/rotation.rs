@@ -216,42 +216,104 @@ mod tests {
     }
 
     fn check(s: &RefreshState, p: &Presented, now: i64, lost: bool, want: Decision) {
-        assert_eq!(decide(s, p, now, &POLICY, lost), want, "state {s:?} presented {p:?} at {now}");
+        assert_eq!(
+            decide(s, p, now, &POLICY, lost),
+            want,
+            "state {s:?} presented {p:?} at {now}"
+        );
     }
 
     #[test]
     fn table() {
         let s = state();
-        let cur = Presented { generation: 5, secret_hash: [5; 32], successor_hash: [6; 32], ..parent() };
+        let cur = Presented {
+            generation: 5,
+            secret_hash: [5; 32],
+            successor_hash: [6; 32],
+            ..parent()
+        };
         check(&s, &cur, 1001, false, Decision::Rotate);
         check(&s, &parent(), 1010, false, Decision::Grace);
         check(&s, &parent(), 1029, false, Decision::Grace);
         check(&s, &parent(), 1030, false, Decision::Stale);
         check(&s, &parent(), 1059, false, Decision::Stale);
-        check(&s, &parent(), 1060, false, Decision::Reuse(ReuseClass::LikelySlowClient));
+        check(
+            &s,
+            &parent(),
+            1060,
+            false,
+            Decision::Reuse(ReuseClass::LikelySlowClient),
+        );
         // The race loser keeps the grace answer even past the window.
         check(&s, &parent(), 1045, true, Decision::Grace);
         // Another user agent is theft, even inside the window.
-        let other = Presented { ua_hash: [1; 32], ..parent() };
-        check(&s, &other, 1001, false, Decision::Reuse(ReuseClass::LikelyTheft));
+        let other = Presented {
+            ua_hash: [1; 32],
+            ..parent()
+        };
+        check(
+            &s,
+            &other,
+            1001,
+            false,
+            Decision::Reuse(ReuseClass::LikelyTheft),
+        );
         // Grandparents are never grace-eligible.
-        let grand = Presented { generation: 3, secret_hash: [3; 32], successor_hash: [4; 32], ..parent() };
-        check(&s, &grand, 1001, false, Decision::Reuse(ReuseClass::LikelyTheft));
+        let grand = Presented {
+            generation: 3,
+            secret_hash: [3; 32],
+            successor_hash: [4; 32],
+            ..parent()
+        };
+        check(
+            &s,
+            &grand,
+            1001,
+            false,
+            Decision::Reuse(ReuseClass::LikelyTheft),
+        );
         // Answer cap.
-        let capped = RefreshState { grace_answers: 5, ..state() };
-        check(&capped, &parent(), 1001, false, Decision::Reuse(ReuseClass::LikelySlowClient));
+        let capped = RefreshState {
+            grace_answers: 5,
+            ..state()
+        };
+        check(
+            &capped,
+            &parent(),
+            1001,
+            false,
+            Decision::Reuse(ReuseClass::LikelySlowClient),
+        );
         // Rollback: ahead of the store, or a right generation with the wrong secret.
-        let ahead = Presented { generation: 6, ..cur.clone() };
+        let ahead = Presented {
+            generation: 6,
+            ..cur.clone()
+        };
         check(&s, &ahead, 1001, false, Decision::RollbackSuspected);
-        let wrong = Presented { secret_hash: [0; 32], ..cur.clone() };
+        let wrong = Presented {
+            secret_hash: [0; 32],
+            ..cur.clone()
+        };
         check(&s, &wrong, 1001, false, Decision::RollbackSuspected);
         // Revoked and expired win over everything.
-        let revoked = RefreshState { revoked: Some(RevokeReason::Logout), ..state() };
-        check(&revoked, &cur, 1001, false, Decision::Revoked(RevokeReason::Logout));
+        let revoked = RefreshState {
+            revoked: Some(RevokeReason::Logout),
+            ..state()
+        };
+        check(
+            &revoked,
+            &cur,
+            1001,
+            false,
+            Decision::Revoked(RevokeReason::Logout),
+        );
         check(&s, &cur, 5000, false, Decision::Expired);
         check(&s, &cur, 10_000, false, Decision::Expired);
         // A hybrid session's token in the body changes nothing.
-        let body = Presented { channel: Channel::Body, ..cur };
+        let body = Presented {
+            channel: Channel::Body,
+            ..cur
+        };
         check(&s, &body, 1001, false, Decision::TransportMismatch);
     }
 }

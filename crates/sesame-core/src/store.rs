@@ -65,7 +65,9 @@ pub struct UserCredential {
 
 impl fmt::Debug for UserCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserCredential").field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("UserCredential")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,7 +86,10 @@ pub struct NewUser {
 
 impl fmt::Debug for NewUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewUser").field("id", &self.id).field("email", &self.email).finish_non_exhaustive()
+        f.debug_struct("NewUser")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
     }
 }
 
@@ -245,7 +250,11 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         policy: &RotationPolicy,
     ) -> Result<RotationOutcome, StoreError>;
     /// Revokes one session if it is live; returns it as it now is (`None` if absent).
-    async fn revoke(&self, id: SessionId, reason: RevokeReason) -> Result<Option<Session>, StoreError>;
+    async fn revoke(
+        &self,
+        id: SessionId,
+        reason: RevokeReason,
+    ) -> Result<Option<Session>, StoreError>;
     /// Revokes every live session of a user except `keep`; returns the ids revoked.
     async fn revoke_user(
         &self,
@@ -257,9 +266,17 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn revoke_all(&self, reason: RevokeReason) -> Result<u64, StoreError>;
     /// A user's live sessions plus those revoked at or after `revoked_since`,
     /// most recently used first.
-    async fn list_sessions(&self, user: UserId, revoked_since: UnixTime) -> Result<Vec<Session>, StoreError>;
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        revoked_since: UnixTime,
+    ) -> Result<Vec<Session>, StoreError>;
     /// Revocation rows with `seq > after`, oldest first, at most `limit`.
-    async fn revocations_after(&self, after: i64, limit: u32) -> Result<Vec<Revocation>, StoreError>;
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError>;
     /// The store's clock.
     async fn now(&self) -> Result<UnixTime, StoreError>;
 }

@@ -28,9 +28,15 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/auth/sessions", get(routes::sessions))
         .route("/auth/sessions/{id}", delete(routes::revoke_session))
         .route("/auth/password", post(routes::change_password))
-        .layer(middleware::from_fn_with_state(state.clone(), end_session_cookies))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            end_session_cookies,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), csrf))
-        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
 
     let mut app = Router::new()
         .merge(auth)
@@ -48,12 +54,18 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
-        .layer(tower_http::sensitive_headers::SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
+        .layer(
+            tower_http::sensitive_headers::SetSensitiveResponseHeadersLayer::new([
+                header::SET_COOKIE,
+            ]),
+        )
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .layer(tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
-            header::AUTHORIZATION,
-            header::COOKIE,
-        ]));
+        .layer(
+            tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]),
+        );
     if !state.http.allowed_origins.is_empty() {
         app = app.layer(cors(&state.http.allowed_origins));
     }
@@ -61,7 +73,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
 }
 
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
-    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
     tower_http::cors::CorsLayer::new()
         .allow_origin(list)
         .allow_credentials(true)
@@ -82,7 +97,9 @@ async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Respon
     }
     let h = req.headers();
     let ok = match h.get(header::ORIGIN) {
-        Some(o) => o.to_str().is_ok_and(|o| o != "null" && state.http.origin_allowed(o)),
+        Some(o) => o
+            .to_str()
+            .is_ok_and(|o| o != "null" && state.http.origin_allowed(o)),
         None => h
             .get(header::REFERER)
             .and_then(|r| r.to_str().ok())
@@ -98,7 +115,11 @@ async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Respon
 /// Expires Sesame's cookies on answers that end the session.
 async fn end_session_cookies(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
-    if res.extensions().get::<crate::http::cookies::EndSession>().is_some() {
+    if res
+        .extensions()
+        .get::<crate::http::cookies::EndSession>()
+        .is_some()
+    {
         state.cookies.expire_all(res.headers_mut());
     }
     res

@@ -27,14 +27,24 @@ impl PooledHasher {
         }
     }
 
-    async fn run<T: Send + 'static>(&self, job: impl FnOnce(HashParams) -> T + Send + 'static) -> Result<T, HashError> {
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(HashParams) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
         let _admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
             metrics_overloaded();
             HashError::Overloaded
         })?;
-        let _running = self.running.clone().acquire_owned().await.map_err(|_| HashError::Internal)?;
+        let _running = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::Internal)?;
         let params = self.params;
-        tokio::task::spawn_blocking(move || job(params)).await.map_err(|_| HashError::Internal)
+        tokio::task::spawn_blocking(move || job(params))
+            .await
+            .map_err(|_| HashError::Internal)
     }
 }
 
@@ -49,6 +59,7 @@ impl PasswordHasher for PooledHasher {
     }
 
     async fn verify(&self, pw: Password, phc: String) -> Result<Verified, HashError> {
-        self.run(move |p| password::verify_blocking(&p, &pw, &phc)).await
+        self.run(move |p| password::verify_blocking(&p, &pw, &phc))
+            .await
     }
 }

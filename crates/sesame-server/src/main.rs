@@ -17,7 +17,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "sesame", version, about = "JWT session authentication: server and operations")]
+#[command(
+    name = "sesame",
+    version,
+    about = "JWT session authentication: server and operations"
+)]
 struct Cli {
     /// TOML configuration file (also SESAME_CONFIG).
     #[arg(long, global = true)]
@@ -102,13 +106,16 @@ enum ConfigCmd {
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    config::load(cli.config.as_deref(), &env).map_err(|e| anyhow::anyhow!("configuration error: {e}"))
+    config::load(cli.config.as_deref(), &env)
+        .map_err(|e| anyhow::anyhow!("configuration error: {e}"))
 }
 
 fn init_tracing(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cfg.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -118,7 +125,10 @@ fn init_tracing(cfg: &Config) {
 fn read_password() -> anyhow::Result<String> {
     eprint!("password (read from stdin): ");
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -126,7 +136,8 @@ async fn find_user(engine: &sesame_core::Engine, who: &str) -> anyhow::Result<Us
     if let Some(id) = UserId::parse(who) {
         return Ok(id);
     }
-    let email = Email::parse(who).map_err(|e| anyhow::anyhow!("`{who}` is neither a user id nor an email: {e}"))?;
+    let email = Email::parse(who)
+        .map_err(|e| anyhow::anyhow!("`{who}` is neither a user id nor an email: {e}"))?;
     match engine.accounts().user_by_email(&email).await? {
         Some(c) => Ok(c.user.id),
         None => bail!("no user with email {who}"),
@@ -141,11 +152,19 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Serve => {
             init_tracing(&cfg);
-            println!("sesame {} — mode: {}", env!("CARGO_PKG_VERSION"), cfg.mode.as_str());
+            println!(
+                "sesame {} — mode: {}",
+                env!("CARGO_PKG_VERSION"),
+                cfg.mode.as_str()
+            );
             let listener = tokio::net::TcpListener::bind(cfg.bind)
                 .await
                 .with_context(|| format!("binding {} (`bind`)", cfg.bind))?;
-            println!("sesame listening on http://{} — public URL: {}", listener.local_addr()?, cfg.public_url);
+            println!(
+                "sesame listening on http://{} — public URL: {}",
+                listener.local_addr()?,
+                cfg.public_url
+            );
             let running = server::start(listener, cfg, clock).await?;
             tokio::select! {
                 r = running.wait() => r?,
@@ -175,7 +194,11 @@ async fn main() -> anyhow::Result<()> {
                 KeysCmd::Rotate { revoke_old } => {
                     if store.load_keys().await?.is_empty() {
                         // How production creates its first keys: an active and a next key.
-                        let recs = sesame_core::keys::initial_records(cfg.signing_alg, clock.now(), &cfg.secrets.master_key)?;
+                        let recs = sesame_core::keys::initial_records(
+                            cfg.signing_alg,
+                            clock.now(),
+                            &cfg.secrets.master_key,
+                        )?;
                         store.save_keys(&recs).await?;
                         println!("created the first signing keys");
                         print_keys(&*server::open_engine(&cfg, store, clock).await?);
@@ -197,7 +220,10 @@ async fn main() -> anyhow::Result<()> {
             match u {
                 UserCmd::Add { email } => {
                     let pw = read_password()?;
-                    let user = engine.add_user(email, pw).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let user = engine
+                        .add_user(email, pw)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                     println!("{}\t{}", user.id, user.email);
                 }
                 UserCmd::List { limit, offset } => {
@@ -206,14 +232,21 @@ async fn main() -> anyhow::Result<()> {
                             "{}\t{}\t{}\t{}",
                             u.id,
                             u.email,
-                            if u.email_verified { "verified" } else { "unverified" },
+                            if u.email_verified {
+                                "verified"
+                            } else {
+                                "unverified"
+                            },
                             if u.disabled { "disabled" } else { "active" }
                         );
                     }
                 }
                 UserCmd::Disable { user } => {
                     let id = find_user(&engine, user).await?;
-                    engine.set_user_disabled(id, true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                    engine
+                        .set_user_disabled(id, true)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                     println!("disabled {id}; every session revoked");
                 }
             }
@@ -224,7 +257,11 @@ async fn main() -> anyhow::Result<()> {
             match s {
                 SessionsCmd::List { user } => {
                     let id = find_user(&engine, user).await?;
-                    for s in engine.list_sessions(id).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+                    for s in engine
+                        .list_sessions(id)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                    {
                         println!(
                             "{}\t{}\tcreated {}\tlast seen {}\t{}",
                             s.id,
@@ -235,11 +272,17 @@ async fn main() -> anyhow::Result<()> {
                         );
                     }
                 }
-                SessionsCmd::Revoke { session, all, reason } => {
+                SessionsCmd::Revoke {
+                    session,
+                    all,
+                    reason,
+                } => {
                     let reason = match reason.as_str() {
                         "restored" => RevokeReason::Restored,
                         "revoked_by_admin" => RevokeReason::RevokedByAdmin,
-                        other => bail!("--reason must be `restored` or `revoked_by_admin`, not `{other}`"),
+                        other => bail!(
+                            "--reason must be `restored` or `revoked_by_admin`, not `{other}`"
+                        ),
                     };
                     match (session, all) {
                         (None, true) => {
@@ -248,7 +291,10 @@ async fn main() -> anyhow::Result<()> {
                         }
                         (Some(sid), false) => {
                             let sid = SessionId::parse(sid).context("not a session id")?;
-                            engine.logout(sid, reason, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                            engine
+                                .logout(sid, reason, None)
+                                .await
+                                .map_err(|e| anyhow::anyhow!("{e}"))?;
                             println!("revoked {sid}");
                         }
                         _ => bail!("give either a session id or --all"),

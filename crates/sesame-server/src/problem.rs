@@ -24,7 +24,15 @@ pub struct ApiError {
 impl ApiError {
     /// A problem with `status`, `code` and a human `title`.
     pub fn new(status: StatusCode, code: &'static str, title: &'static str) -> Self {
-        Self { status, code, title, detail: None, extra: Default::default(), retry_after: None, end_session: false }
+        Self {
+            status,
+            code,
+            title,
+            detail: None,
+            extra: Default::default(),
+            retry_after: None,
+            end_session: false,
+        }
     }
 
     /// Adds a human-readable detail.
@@ -40,19 +48,34 @@ impl ApiError {
 
     /// 400 `invalid_request` with one error.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", "The request is invalid")
-            .with("errors", json!([{ "field": field, "message": message.into() }]))
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The request is invalid",
+        )
+        .with(
+            "errors",
+            json!([{ "field": field, "message": message.into() }]),
+        )
     }
 
     /// 403 `csrf_rejected`.
     pub fn csrf() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "csrf_rejected", "Cross-site request refused")
-            .detail("The request's Origin (or Referer) is not an allowed origin")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "csrf_rejected",
+            "Cross-site request refused",
+        )
+        .detail("The request's Origin (or Referer) is not an allowed origin")
     }
 
     /// 400 `duplicate_cookie`.
     pub fn duplicate_cookie() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "duplicate_cookie", "A Sesame cookie appears more than once")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "duplicate_cookie",
+            "A Sesame cookie appears more than once",
+        )
     }
 
     /// 404 `not_found`.
@@ -62,28 +85,48 @@ impl ApiError {
 
     /// 405.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+        )
     }
 
     /// 413.
     pub fn too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large")
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Request body too large",
+        )
     }
 
     /// 415.
     pub fn unsupported_media() -> Self {
-        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send application/json")
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Send application/json",
+        )
     }
 
     /// 401 `invalid_token`.
     pub fn invalid_token() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "The access token is missing or invalid")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The access token is missing or invalid",
+        )
     }
 
     /// 503 `storage_unavailable`.
     pub fn storage_unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "The store is unavailable; try again")
-            .retry(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "The store is unavailable; try again",
+        )
+        .retry(1)
     }
 
     fn retry(mut self, secs: u64) -> Self {
@@ -102,17 +145,23 @@ impl From<Error> for ApiError {
         use StatusCode as S;
         match e {
             Error::InvalidInput(errors) => {
-                let list: Vec<_> = errors.iter().map(|e| json!({ "field": e.field, "message": e.message })).collect();
-                Self::new(S::BAD_REQUEST, "invalid_request", "The request is invalid").with("errors", json!(list))
+                let list: Vec<_> = errors
+                    .iter()
+                    .map(|e| json!({ "field": e.field, "message": e.message }))
+                    .collect();
+                Self::new(S::BAD_REQUEST, "invalid_request", "The request is invalid")
+                    .with("errors", json!(list))
             }
             Error::TransportMismatch => Self::new(
                 S::BAD_REQUEST,
                 "transport_mismatch",
                 "The refresh token arrived on the wrong channel for this session",
             ),
-            Error::InvalidCredentials => {
-                Self::new(S::UNAUTHORIZED, "invalid_credentials", "Invalid email or password")
-            }
+            Error::InvalidCredentials => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid email or password",
+            ),
             Error::InvalidToken => Self::invalid_token(),
             Error::SessionRevoked(reason) => {
                 let mut e = Self::new(S::UNAUTHORIZED, "session_revoked", "The session has ended")
@@ -124,13 +173,19 @@ impl From<Error> for ApiError {
                 e
             }
             Error::SessionExpired => {
-                let mut e = Self::new(S::UNAUTHORIZED, "session_expired", "The session has expired");
+                let mut e = Self::new(
+                    S::UNAUTHORIZED,
+                    "session_expired",
+                    "The session has expired",
+                );
                 e.end_session = true;
                 e
             }
-            Error::RefreshTokenInvalid => {
-                Self::new(S::UNAUTHORIZED, "refresh_token_invalid", "The refresh token is invalid")
-            }
+            Error::RefreshTokenInvalid => Self::new(
+                S::UNAUTHORIZED,
+                "refresh_token_invalid",
+                "The refresh token is invalid",
+            ),
             Error::RefreshTokenStale => Self::new(
                 S::UNAUTHORIZED,
                 "refresh_token_stale",
@@ -145,16 +200,31 @@ impl From<Error> for ApiError {
                 e.end_session = true;
                 e
             }
-            Error::EmailNotVerified => Self::new(S::FORBIDDEN, "email_not_verified", "Verify your email address first"),
-            Error::AccountDisabled => Self::new(S::FORBIDDEN, "account_disabled", "This account is disabled"),
+            Error::EmailNotVerified => Self::new(
+                S::FORBIDDEN,
+                "email_not_verified",
+                "Verify your email address first",
+            ),
+            Error::AccountDisabled => {
+                Self::new(S::FORBIDDEN, "account_disabled", "This account is disabled")
+            }
             Error::NotFound => Self::not_found(),
-            Error::EmailTaken => Self::new(S::CONFLICT, "email_taken", "An account with this email already exists"),
-            Error::SessionLimitReached => {
-                Self::new(S::CONFLICT, "session_limit_reached", "Too many active sessions; sign out elsewhere first")
-            }
-            Error::Overloaded => {
-                Self::new(S::SERVICE_UNAVAILABLE, "overloaded", "Too many sign-ins at once; try again").retry(1)
-            }
+            Error::EmailTaken => Self::new(
+                S::CONFLICT,
+                "email_taken",
+                "An account with this email already exists",
+            ),
+            Error::SessionLimitReached => Self::new(
+                S::CONFLICT,
+                "session_limit_reached",
+                "Too many active sessions; sign out elsewhere first",
+            ),
+            Error::Overloaded => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Too many sign-ins at once; try again",
+            )
+            .retry(1),
             Error::StorageUnavailable(src) => {
                 tracing::error!(error = %src, source = ?std::error::Error::source(&src), "store unavailable");
                 Self::storage_unavailable()
@@ -170,7 +240,10 @@ impl From<Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::Map::new();
-        body.insert("type".into(), json!(format!("https://sesame.dev/problems/{}", self.code)));
+        body.insert(
+            "type".into(),
+            json!(format!("https://sesame.dev/problems/{}", self.code)),
+        );
         body.insert("title".into(), json!(self.title));
         body.insert("status".into(), json!(self.status.as_u16()));
         body.insert("code".into(), json!(self.code));
@@ -180,16 +253,23 @@ impl IntoResponse for ApiError {
         body.extend(self.extra);
         let mut res = (self.status, serde_json::Value::Object(body).to_string()).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if self.code == "invalid_token" {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
         }
         if let Some(s) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         if self.end_session {
-            res.extensions_mut().insert(crate::http::cookies::EndSession);
+            res.extensions_mut()
+                .insert(crate::http::cookies::EndSession);
         }
         res
     }

@@ -32,25 +32,44 @@ fn store_options(config: &Config) -> SqliteStoreOptions {
 pub async fn open_store(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&store_options(config), clock)
         .await
-        .with_context(|| format!("opening the database (`database_url` = {})", config.database_url))
+        .with_context(|| {
+            format!(
+                "opening the database (`database_url` = {})",
+                config.database_url
+            )
+        })
 }
 
 /// Opens the configured store without migrating (`migrate --check`).
 pub async fn connect_store(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<SqliteStore> {
     SqliteStore::connect(&store_options(config), clock)
         .await
-        .with_context(|| format!("opening the database (`database_url` = {})", config.database_url))
+        .with_context(|| {
+            format!(
+                "opening the database (`database_url` = {})",
+                config.database_url
+            )
+        })
 }
 
 /// The engine over `store`, with the server's bounded hashing pool.
-pub async fn open_engine(config: &Config, store: SqliteStore, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Engine>> {
+pub async fn open_engine(
+    config: &Config,
+    store: SqliteStore,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<Engine>> {
     let store = Arc::new(store);
     let refresh_keys = RefreshKeys::new(
         config
             .secrets
             .refresh_keys
             .iter()
-            .map(|(v, k)| (*v, SecretBox::new(k.expose_secret().to_vec().into_boxed_slice())))
+            .map(|(v, k)| {
+                (
+                    *v,
+                    SecretBox::new(k.expose_secret().to_vec().into_boxed_slice()),
+                )
+            })
             .collect(),
     )
     .context("`refresh_key`")?;
@@ -58,7 +77,11 @@ pub async fn open_engine(config: &Config, store: SqliteStore, clock: Arc<dyn Clo
         accounts: store.clone(),
         sessions: store,
         clock,
-        hasher: Arc::new(PooledHasher::new(config.hash_params, config.hash_workers, config.hash_queue)),
+        hasher: Arc::new(PooledHasher::new(
+            config.hash_params,
+            config.hash_workers,
+            config.hash_queue,
+        )),
         refresh_keys,
         master_key: Zeroizing::new(*config.secrets.master_key),
         generate_missing_keys: !config.is_production(),
@@ -108,16 +131,28 @@ impl Running {
 }
 
 /// Starts serving on `listener` with `config`, reading time from `clock`.
-pub async fn start(listener: TcpListener, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+pub async fn start(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
     let store = open_store(&config, clock.clone()).await?;
     let engine = open_engine(&config, store.clone(), clock.clone()).await?;
-    engine.revoked_set().sync(&**engine.sessions(), clock.now()).await.context("reading revocations")?;
+    engine
+        .revoked_set()
+        .sync(&**engine.sessions(), clock.now())
+        .await
+        .context("reading revocations")?;
 
     let state = AppState {
         engine: engine.clone(),
         http: Arc::new(HttpSettings {
             public_origin: config.public_origin().ascii_serialization(),
-            allowed_origins: config.allowed_origins.iter().map(|o| o.ascii_serialization()).collect(),
+            allowed_origins: config
+                .allowed_origins
+                .iter()
+                .map(|o| o.ascii_serialization())
+                .collect(),
             allowed_transports: config.allowed_transports.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             log_pii: config.log_pii,
@@ -156,11 +191,21 @@ pub async fn start(listener: TcpListener, config: Config, clock: Arc<dyn Clock>)
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        })
+        .await
     });
-    Ok(Running { addr, engine, store, shutdown: Some(tx), server, background })
+    Ok(Running {
+        addr,
+        engine,
+        store,
+        shutdown: Some(tx),
+        server,
+        background,
+    })
 }

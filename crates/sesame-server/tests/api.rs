@@ -14,13 +14,29 @@ async fn register_login_me_refresh_logout() {
     assert_eq!(a.body["token_type"], "Bearer");
     assert_eq!(a.body["expires_in"], 600);
     assert_eq!(a.body["user"]["email"], "Alice@example.com");
-    assert!(a.body.get("refresh_token").is_none(), "hybrid: refresh token only in the cookie");
+    assert!(
+        a.body.get("refresh_token").is_none(),
+        "hybrid: refresh token only in the cookie"
+    );
     assert_eq!(a.headers["cache-control"], "no-store");
-    let cookie = a.set_cookies().into_iter().find(|c| c.starts_with("__Host-sesame_rt=")).unwrap();
-    for attr in ["Path=/", "HttpOnly", "Secure", "SameSite=Strict", "Max-Age=2592000"] {
+    let cookie = a
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-sesame_rt="))
+        .unwrap();
+    for attr in [
+        "Path=/",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Max-Age=2592000",
+    ] {
         assert!(cookie.contains(attr), "{cookie} lacks {attr}");
     }
-    assert!(!cookie.contains("Domain"), "__Host- cookies carry no Domain");
+    assert!(
+        !cookie.contains("Domain"),
+        "__Host- cookies carry no Domain"
+    );
 
     let me = d.me().await;
     assert_eq!(me.status, 200, "{}", me.text);
@@ -39,14 +55,25 @@ async fn register_login_me_refresh_logout() {
     let before = d2.refresh_cookie.clone().unwrap();
     let r = d2.refresh().await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_ne!(d2.refresh_cookie.clone().unwrap(), before, "refresh rotates the cookie");
+    assert_ne!(
+        d2.refresh_cookie.clone().unwrap(),
+        before,
+        "refresh rotates the cookie"
+    );
     assert_eq!(d2.me().await.status, 200);
 
     let out = d2.post("/auth/logout", None).await;
     assert_eq!(out.status, 204, "{}", out.text);
-    assert_eq!(out.cookie("__Host-sesame_rt").as_deref(), Some(""), "logout expires the cookie");
+    assert_eq!(
+        out.cookie("__Host-sesame_rt").as_deref(),
+        Some(""),
+        "logout expires the cookie"
+    );
     let after = d2.me().await;
-    assert_eq!((after.status.as_u16(), after.code()), (401, "session_revoked"));
+    assert_eq!(
+        (after.status.as_u16(), after.code()),
+        (401, "session_revoked")
+    );
     assert_eq!(after.body["reason"], "logout");
     assert_eq!(d2.refresh_raw().await.code(), "session_revoked");
     // The first device is untouched.
@@ -71,7 +98,11 @@ async fn wrong_password_and_unknown_email_answer_alike() {
     .await
     .unwrap();
     let rows = store.audit_kinds(10).await.unwrap();
-    let failed: Vec<_> = rows.iter().filter(|r| r.0 == "login_failed").map(|r| r.2.clone()).collect();
+    let failed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.0 == "login_failed")
+        .map(|r| r.2.clone())
+        .collect();
     assert_eq!(failed.len(), 2, "{rows:?}");
     assert!(failed.iter().any(|d| d.contains("unknown_email")));
 }
@@ -81,18 +112,40 @@ async fn register_validation_errors() {
     let srv = TestServer::start().await;
     let d = srv.device();
     for (body, field) in [
-        (json!({ "email": "not-an-email", "password": PASSWORD }), "email"),
-        (json!({ "email": "a@example.com", "password": "short" }), "password"),
-        (json!({ "email": "a@example.com", "password": "password123" }), "password"),
-        (json!({ "email": "a@example.com", "password": "x".repeat(1025) }), "password"),
+        (
+            json!({ "email": "not-an-email", "password": PASSWORD }),
+            "email",
+        ),
+        (
+            json!({ "email": "a@example.com", "password": "short" }),
+            "password",
+        ),
+        (
+            json!({ "email": "a@example.com", "password": "password123" }),
+            "password",
+        ),
+        (
+            json!({ "email": "a@example.com", "password": "x".repeat(1025) }),
+            "password",
+        ),
     ] {
         let a = d.post("/auth/register", Some(body)).await;
-        assert_eq!((a.status.as_u16(), a.code()), (400, "invalid_request"), "{}", a.text);
+        assert_eq!(
+            (a.status.as_u16(), a.code()),
+            (400, "invalid_request"),
+            "{}",
+            a.text
+        );
         assert!(a.is_problem());
         assert_eq!(a.body["errors"][0]["field"], field, "{}", a.text);
     }
     // Unknown members are refused rather than ignored.
-    let a = d.post("/auth/register", Some(json!({ "email": "a@example.com", "password": PASSWORD, "admin": true }))).await;
+    let a = d
+        .post(
+            "/auth/register",
+            Some(json!({ "email": "a@example.com", "password": PASSWORD, "admin": true })),
+        )
+        .await;
     assert_eq!(a.code(), "invalid_request");
     // Nothing was created: the address is still free.
     let mut d2 = srv.device();
@@ -108,10 +161,19 @@ async fn require_verified_email_hides_existence() {
     assert_eq!(first.status, 202);
     assert_eq!(first.status, again.status);
     assert_eq!(first.body, again.body);
-    assert!(first.cookie("__Host-sesame_rt").is_none(), "no session before verification");
+    assert!(
+        first.cookie("__Host-sesame_rt").is_none(),
+        "no session before verification"
+    );
     // The right password on an unverified account says so; a wrong one does not.
-    assert_eq!(d.login("carol@example.com", PASSWORD).await.code(), "email_not_verified");
-    assert_eq!(d.login("carol@example.com", "wrong password!").await.code(), "invalid_credentials");
+    assert_eq!(
+        d.login("carol@example.com", PASSWORD).await.code(),
+        "email_not_verified"
+    );
+    assert_eq!(
+        d.login("carol@example.com", "wrong password!").await.code(),
+        "invalid_credentials"
+    );
 }
 
 #[tokio::test]
@@ -119,9 +181,16 @@ async fn bearer_transport_keeps_tokens_in_bodies() {
     let srv = TestServer::start().await;
     srv.device().register("dan@example.com").await;
     let mut app = srv.device();
-    let l = app.login_as("dan@example.com", PASSWORD, Some("bearer")).await;
+    let l = app
+        .login_as("dan@example.com", PASSWORD, Some("bearer"))
+        .await;
     assert_eq!(l.status, 200, "{}", l.text);
-    assert!(l.body["refresh_token"].as_str().unwrap().starts_with("srt_"));
+    assert!(
+        l.body["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("srt_")
+    );
     assert_eq!(l.body["refresh_expires_in"], 604_800);
     assert!(l.set_cookies().is_empty(), "bearer sets no cookies");
     let r = app.refresh().await;
@@ -161,13 +230,26 @@ async fn cookie_transport_sets_access_cookie_and_accepts_it() {
     let srv = TestServer::start().await;
     srv.device().register("fay@example.com").await;
     let mut d = srv.device();
-    let l = d.login_as("fay@example.com", PASSWORD, Some("cookie")).await;
+    let l = d
+        .login_as("fay@example.com", PASSWORD, Some("cookie"))
+        .await;
     assert_eq!(l.status, 200);
-    let at = l.set_cookies().into_iter().find(|c| c.starts_with("__Host-sesame_at=")).unwrap();
-    assert!(at.contains("SameSite=Lax") && at.contains("HttpOnly") && at.contains("Secure"), "{at}");
+    let at = l
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-sesame_at="))
+        .unwrap();
+    assert!(
+        at.contains("SameSite=Lax") && at.contains("HttpOnly") && at.contains("Secure"),
+        "{at}"
+    );
     let value = l.cookie("__Host-sesame_at").unwrap();
     let me = common::answer(
-        d.request(reqwest::Method::GET, "/auth/me").header("cookie", format!("__Host-sesame_at={value}")).send().await.unwrap(),
+        d.request(reqwest::Method::GET, "/auth/me")
+            .header("cookie", format!("__Host-sesame_at={value}"))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(me.status, 200, "{}", me.text);
@@ -183,7 +265,9 @@ async fn cookie_transport_sets_access_cookie_and_accepts_it() {
     .await;
     assert_eq!(ignored.code(), "invalid_token");
     // An unknown transport is refused.
-    let bad = d.login_as("fay@example.com", PASSWORD, Some("carrier-pigeon")).await;
+    let bad = d
+        .login_as("fay@example.com", PASSWORD, Some("carrier-pigeon"))
+        .await;
     assert_eq!(bad.code(), "invalid_request");
 }
 
@@ -192,7 +276,8 @@ async fn sessions_list_revoke_logout_others_and_all() {
     let srv = TestServer::start().await;
     let mut laptop = srv.device();
     laptop.register("gus@example.com").await;
-    let mut phone = srv.device_with_ua("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1");
+    let mut phone =
+        srv.device_with_ua("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1");
     phone.login("gus@example.com", PASSWORD).await;
     let mut tablet = srv.device();
     tablet.login("gus@example.com", PASSWORD).await;
@@ -206,24 +291,47 @@ async fn sessions_list_revoke_logout_others_and_all() {
     assert!(sessions.iter().all(|s| s["ip"] == "127.0.0.1"));
 
     // Revoke the phone from the laptop.
-    let phone_sid = phone.me().await.body["session"]["id"].as_str().unwrap().to_string();
+    let phone_sid = phone.me().await.body["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let del = laptop.delete(&format!("/auth/sessions/{phone_sid}")).await;
     assert_eq!(del.status, 204, "{}", del.text);
     let dead = phone.me().await;
-    assert_eq!((dead.code(), dead.body["reason"].as_str()), ("session_revoked", Some("revoked_by_user")));
+    assert_eq!(
+        (dead.code(), dead.body["reason"].as_str()),
+        ("session_revoked", Some("revoked_by_user"))
+    );
     assert_eq!(phone.refresh_raw().await.code(), "session_revoked");
     // The list still shows it, with why it ended.
     let list = laptop.get("/auth/sessions").await;
-    let ended: Vec<_> = list.body["sessions"].as_array().unwrap().iter().filter(|s| s["active"] == false).collect();
+    let ended: Vec<_> = list.body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["active"] == false)
+        .collect();
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0]["revoke_reason"], "revoked_by_user");
 
     // Someone else's session, or nonsense, is 404.
     let mut stranger = srv.device();
     stranger.register("hal@example.com").await;
-    let laptop_sid = laptop.me().await.body["session"]["id"].as_str().unwrap().to_string();
-    assert_eq!(stranger.delete(&format!("/auth/sessions/{laptop_sid}")).await.status, 404);
-    assert_eq!(stranger.delete("/auth/sessions/not-a-session").await.code(), "not_found");
+    let laptop_sid = laptop.me().await.body["session"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        stranger
+            .delete(&format!("/auth/sessions/{laptop_sid}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        stranger.delete("/auth/sessions/not-a-session").await.code(),
+        "not_found"
+    );
     assert_eq!(laptop.me().await.status, 200);
 
     // Logout-others keeps only the laptop.
@@ -252,20 +360,39 @@ async fn password_change_needs_current_and_revokes_others() {
         .await;
     assert_eq!(wrong.code(), "invalid_credentials");
     assert_eq!(b.me().await.status, 200, "a failed change revokes nothing");
-    let weak = a.post("/auth/password", Some(json!({ "current_password": PASSWORD, "new_password": "short" }))).await;
+    let weak = a
+        .post(
+            "/auth/password",
+            Some(json!({ "current_password": PASSWORD, "new_password": "short" })),
+        )
+        .await;
     assert_eq!(weak.code(), "invalid_request");
 
     let ok = a
-        .post("/auth/password", Some(json!({ "current_password": PASSWORD, "new_password": "a brand new secret" })))
+        .post(
+            "/auth/password",
+            Some(json!({ "current_password": PASSWORD, "new_password": "a brand new secret" })),
+        )
         .await;
     assert_eq!(ok.status, 204, "{}", ok.text);
     assert_eq!(a.me().await.status, 200, "the changing session survives");
     let other = b.me().await;
-    assert_eq!((other.code(), other.body["reason"].as_str()), ("session_revoked", Some("password_changed")));
+    assert_eq!(
+        (other.code(), other.body["reason"].as_str()),
+        ("session_revoked", Some("password_changed"))
+    );
     assert_eq!(b.refresh_raw().await.code(), "session_revoked");
     let mut c = srv.device();
-    assert_eq!(c.login("ida@example.com", PASSWORD).await.code(), "invalid_credentials");
-    assert_eq!(c.login("ida@example.com", "a brand new secret").await.status, 200);
+    assert_eq!(
+        c.login("ida@example.com", PASSWORD).await.code(),
+        "invalid_credentials"
+    );
+    assert_eq!(
+        c.login("ida@example.com", "a brand new secret")
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -277,7 +404,10 @@ async fn login_with_live_cookie_replaces_the_earlier_session() {
     let l = d.login("jo@example.com", PASSWORD).await; // sends the live refresh cookie
     assert_eq!(l.status, 200);
     let gone = old.me().await;
-    assert_eq!((gone.code(), gone.body["reason"].as_str()), ("session_revoked", Some("replaced")));
+    assert_eq!(
+        (gone.code(), gone.body["reason"].as_str()),
+        ("session_revoked", Some("replaced"))
+    );
     assert_eq!(d.me().await.status, 200);
 }
 
@@ -289,7 +419,11 @@ async fn session_cap_evicts_least_recently_used_or_refuses() {
     let mut second = srv.device();
     second.login("kim@example.com", PASSWORD).await;
     srv.clock.advance(10);
-    assert_eq!(first.refresh().await.status, 200, "first is now the most recently used");
+    assert_eq!(
+        first.refresh().await.status,
+        200,
+        "first is now the most recently used"
+    );
     let mut third = srv.device();
     assert_eq!(third.login("kim@example.com", PASSWORD).await.status, 200);
     assert_eq!(second.me().await.body["reason"], "evicted");
@@ -304,7 +438,10 @@ async fn session_cap_evicts_least_recently_used_or_refuses() {
     a.register("lee@example.com").await;
     let mut b = strict.device();
     let refused = b.login("lee@example.com", PASSWORD).await;
-    assert_eq!((refused.status.as_u16(), refused.code()), (409, "session_limit_reached"));
+    assert_eq!(
+        (refused.status.as_u16(), refused.code()),
+        (409, "session_limit_reached")
+    );
     assert_eq!(a.me().await.status, 200);
 }
 
@@ -317,8 +454,14 @@ async fn disabled_user_loses_sessions_and_cannot_log_in() {
     srv.engine().set_user_disabled(uid, true).await.unwrap();
     assert_eq!(d.me().await.body["reason"], "account_disabled");
     let mut e = srv.device();
-    assert_eq!(e.login("max@example.com", "wrong password!").await.code(), "invalid_credentials");
-    assert_eq!(e.login("max@example.com", PASSWORD).await.code(), "account_disabled");
+    assert_eq!(
+        e.login("max@example.com", "wrong password!").await.code(),
+        "invalid_credentials"
+    );
+    assert_eq!(
+        e.login("max@example.com", PASSWORD).await.code(),
+        "account_disabled"
+    );
 }
 
 #[tokio::test]
@@ -331,12 +474,19 @@ async fn idle_and_absolute_expiry() {
     let mut d = srv.device();
     d.register("ned@example.com").await;
     srv.clock.advance(3599);
-    assert_eq!(d.refresh().await.status, 200, "idle expiry slides with each refresh");
+    assert_eq!(
+        d.refresh().await.status,
+        200,
+        "idle expiry slides with each refresh"
+    );
     srv.clock.advance(3599);
     assert_eq!(d.refresh().await.status, 200);
     srv.clock.advance(3600);
     let idle = d.refresh_raw().await;
-    assert_eq!((idle.status.as_u16(), idle.code()), (401, "session_expired"));
+    assert_eq!(
+        (idle.status.as_u16(), idle.code()),
+        (401, "session_expired")
+    );
     assert_eq!(idle.cookie("__Host-sesame_rt").as_deref(), Some(""));
 
     let mut e = srv.device();
@@ -346,9 +496,17 @@ async fn idle_and_absolute_expiry() {
         assert_eq!(e.refresh().await.status, 200);
     }
     srv.clock.advance(1799);
-    assert_eq!(e.refresh().await.status, 200, "one second before the absolute expiry");
+    assert_eq!(
+        e.refresh().await.status,
+        200,
+        "one second before the absolute expiry"
+    );
     srv.clock.advance(1);
-    assert_eq!(e.refresh_raw().await.code(), "session_expired", "absolute lifetime wins over sliding");
+    assert_eq!(
+        e.refresh_raw().await.code(),
+        "session_expired",
+        "absolute lifetime wins over sliding"
+    );
 }
 
 #[tokio::test]
@@ -357,7 +515,12 @@ async fn jwks_health_and_readiness() {
     let d = srv.device();
     let j = d.get("/.well-known/jwks.json").await;
     assert_eq!(j.status, 200);
-    assert!(j.headers["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(
+        j.headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
     let keys = j.body["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "active and next keys are published");
     for k in keys {
@@ -369,7 +532,13 @@ async fn jwks_health_and_readiness() {
     assert_eq!(d.get("/healthz").await.status, 200);
     assert_eq!(d.get("/readyz").await.body["status"], "ready");
     assert_eq!(d.get("/nope").await.code(), "not_found");
-    let m = common::answer(d.request(reqwest::Method::PUT, "/auth/login").send().await.unwrap()).await;
+    let m = common::answer(
+        d.request(reqwest::Method::PUT, "/auth/login")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(m.status, 405);
     assert!(m.is_problem());
 }
@@ -380,7 +549,10 @@ async fn hs256_keys_are_never_published() {
     let mut d = srv.device();
     d.register("oli@example.com").await;
     assert_eq!(d.me().await.status, 200);
-    assert_eq!(d.get("/.well-known/jwks.json").await.body["keys"], json!([]));
+    assert_eq!(
+        d.get("/.well-known/jwks.json").await.body["keys"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -389,12 +561,24 @@ async fn key_rotation_logs_nobody_out_and_revoke_old_forces_refresh() {
     let mut d = srv.device();
     d.register("pam@example.com").await;
     srv.engine().rotate_keys(false).await.unwrap();
-    assert_eq!(d.me().await.status, 200, "tokens of the retired key still verify");
+    assert_eq!(
+        d.me().await.status,
+        200,
+        "tokens of the retired key still verify"
+    );
     let jwks = d.get("/.well-known/jwks.json").await;
     assert_eq!(jwks.body["keys"].as_array().unwrap().len(), 3);
     assert_eq!(jwks.body["keys"][0]["kty"], "EC");
     srv.engine().rotate_keys(true).await.unwrap();
-    assert_eq!(d.me().await.code(), "invalid_token", "--revoke-old kills the old key's tokens");
-    assert_eq!(d.refresh().await.status, 200, "... and the client refreshes transparently");
+    assert_eq!(
+        d.me().await.code(),
+        "invalid_token",
+        "--revoke-old kills the old key's tokens"
+    );
+    assert_eq!(
+        d.refresh().await.status,
+        200,
+        "... and the client refreshes transparently"
+    );
     assert_eq!(d.me().await.status, 200);
 }

@@ -12,31 +12,121 @@ async fn malformed_bodies_and_headers() {
     let mut d = srv.device();
     d.register("in@example.com").await;
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (d.request(Method::POST, "/auth/login").header("content-type", "application/json").body("{\"email\":"), 400, "invalid_request"),
-        (d.request(Method::POST, "/auth/login").header("content-type", "application/json").body("[]"), 400, "invalid_request"),
-        (d.request(Method::POST, "/auth/login").header("content-type", "application/json").body("{\"email\":1,\"password\":2}"), 400, "invalid_request"),
-        (d.request(Method::POST, "/auth/login").header("content-type", "application/json").body(vec![0xff, 0xfe, 0x00]), 400, "invalid_request"),
-        (d.request(Method::POST, "/auth/login").header("content-type", "text/plain").body("{\"email\":\"in@example.com\",\"password\":\"x\"}"), 415, "unsupported_media_type"),
-        (d.request(Method::POST, "/auth/login").body("email=x&password=y"), 415, "unsupported_media_type"),
-        (d.request(Method::POST, "/auth/login").header("content-type", "application/json").body(format!("{{\"email\":\"{}\",\"password\":\"x\"}}", "a".repeat(20_000))), 413, "payload_too_large"),
-        (d.request(Method::POST, "/auth/refresh").header("content-type", "application/json").body("{\"refresh_token\":"), 400, "invalid_request"),
-        (d.request(Method::POST, "/auth/refresh").header("cookie", "__Host-sesame_rt=srt_!!!@@@garbage"), 401, "refresh_token_invalid"),
-        (d.request(Method::POST, "/auth/refresh").header("cookie", "__Host-sesame_rt=a; __Host-sesame_rt=b"), 400, "duplicate_cookie"),
-        (d.request(Method::POST, "/auth/refresh").header("cookie", ";;;=;==; __Host-sesame_rt"), 401, "refresh_token_invalid"),
-        (d.request(Method::POST, "/auth/login").header("sesame-transport", "BEARER").header("content-type", "application/json").body("{\"email\":\"in@example.com\",\"password\":\"x\"}"), 400, "invalid_request"),
-        (d.request(Method::GET, "/auth/sessions").header("authorization", format!("Bearer {}", "x".repeat(10_000))), 401, "invalid_token"),
+        (
+            d.request(Method::POST, "/auth/login")
+                .header("content-type", "application/json")
+                .body("{\"email\":"),
+            400,
+            "invalid_request",
+        ),
+        (
+            d.request(Method::POST, "/auth/login")
+                .header("content-type", "application/json")
+                .body("[]"),
+            400,
+            "invalid_request",
+        ),
+        (
+            d.request(Method::POST, "/auth/login")
+                .header("content-type", "application/json")
+                .body("{\"email\":1,\"password\":2}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            d.request(Method::POST, "/auth/login")
+                .header("content-type", "application/json")
+                .body(vec![0xff, 0xfe, 0x00]),
+            400,
+            "invalid_request",
+        ),
+        (
+            d.request(Method::POST, "/auth/login")
+                .header("content-type", "text/plain")
+                .body("{\"email\":\"in@example.com\",\"password\":\"x\"}"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            d.request(Method::POST, "/auth/login")
+                .body("email=x&password=y"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            d.request(Method::POST, "/auth/login")
+                .header("content-type", "application/json")
+                .body(format!(
+                    "{{\"email\":\"{}\",\"password\":\"x\"}}",
+                    "a".repeat(20_000)
+                )),
+            413,
+            "payload_too_large",
+        ),
+        (
+            d.request(Method::POST, "/auth/refresh")
+                .header("content-type", "application/json")
+                .body("{\"refresh_token\":"),
+            400,
+            "invalid_request",
+        ),
+        (
+            d.request(Method::POST, "/auth/refresh")
+                .header("cookie", "__Host-sesame_rt=srt_!!!@@@garbage"),
+            401,
+            "refresh_token_invalid",
+        ),
+        (
+            d.request(Method::POST, "/auth/refresh")
+                .header("cookie", "__Host-sesame_rt=a; __Host-sesame_rt=b"),
+            400,
+            "duplicate_cookie",
+        ),
+        (
+            d.request(Method::POST, "/auth/refresh")
+                .header("cookie", ";;;=;==; __Host-sesame_rt"),
+            401,
+            "refresh_token_invalid",
+        ),
+        (
+            d.request(Method::POST, "/auth/login")
+                .header("sesame-transport", "BEARER")
+                .header("content-type", "application/json")
+                .body("{\"email\":\"in@example.com\",\"password\":\"x\"}"),
+            400,
+            "invalid_request",
+        ),
+        (
+            d.request(Method::GET, "/auth/sessions")
+                .header("authorization", format!("Bearer {}", "x".repeat(10_000))),
+            401,
+            "invalid_token",
+        ),
     ];
     for (i, (rb, status, code)) in cases.into_iter().enumerate() {
         let a = answer(rb.send().await.unwrap()).await;
-        assert_eq!((a.status.as_u16(), a.code()), (status, code), "case {i}: {}", a.text);
-        assert!(a.is_problem(), "case {i} is problem+json: {:?} {}", a.headers, a.text);
+        assert_eq!(
+            (a.status.as_u16(), a.code()),
+            (status, code),
+            "case {i}: {}",
+            a.text
+        );
+        assert!(
+            a.is_problem(),
+            "case {i} is problem+json: {:?} {}",
+            a.headers,
+            a.text
+        );
     }
     // Duplicate cookies rotate nothing: the real cookie still works once.
     let mut dup = d.clone();
     let real = d.refresh_cookie.clone().unwrap();
     let a = answer(
         dup.request(Method::POST, "/auth/refresh")
-            .header("cookie", format!("__Host-sesame_rt={real}; __Host-sesame_rt={real}"))
+            .header(
+                "cookie",
+                format!("__Host-sesame_rt={real}; __Host-sesame_rt={real}"),
+            )
             .send()
             .await
             .unwrap(),
@@ -54,13 +144,35 @@ async fn csrf_refuses_foreign_null_and_missing_origins() {
     let srv = TestServer::start().await;
     let mut d = srv.device();
     d.register("csrf@example.com").await;
-    let origins: [Option<&str>; 4] = [Some("https://evil.example"), Some("null"), None, Some("http://127.0.0.1:8081")];
-    for path in ["/auth/login", "/auth/register", "/auth/refresh", "/auth/logout", "/auth/logout-all", "/auth/password"] {
+    let origins: [Option<&str>; 4] = [
+        Some("https://evil.example"),
+        Some("null"),
+        None,
+        Some("http://127.0.0.1:8081"),
+    ];
+    for path in [
+        "/auth/login",
+        "/auth/register",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/logout-all",
+        "/auth/password",
+    ] {
         for origin in origins {
             let mut x = d.clone();
             x.origin = origin.map(str::to_string);
-            let a = x.post(path, Some(serde_json::json!({ "email": "csrf@example.com", "password": PASSWORD }))).await;
-            assert_eq!((a.status.as_u16(), a.code()), (403, "csrf_rejected"), "{path} from {origin:?}: {}", a.text);
+            let a = x
+                .post(
+                    path,
+                    Some(serde_json::json!({ "email": "csrf@example.com", "password": PASSWORD })),
+                )
+                .await;
+            assert_eq!(
+                (a.status.as_u16(), a.code()),
+                (403, "csrf_rejected"),
+                "{path} from {origin:?}: {}",
+                a.text
+            );
         }
     }
     // Without Origin, a same-origin Referer passes; a foreign one does not.
@@ -69,14 +181,24 @@ async fn csrf_refuses_foreign_null_and_missing_origins() {
     let ok = answer(
         r.request(Method::POST, "/auth/refresh")
             .header("referer", "http://127.0.0.1:8080/dashboard")
-            .header("cookie", format!("__Host-sesame_rt={}", d.refresh_cookie.clone().unwrap()))
+            .header(
+                "cookie",
+                format!("__Host-sesame_rt={}", d.refresh_cookie.clone().unwrap()),
+            )
             .send()
             .await
             .unwrap(),
     )
     .await;
     assert_eq!(ok.status, 200, "{}", ok.text);
-    let bad = answer(r.request(Method::POST, "/auth/logout").header("referer", "https://evil.example/").send().await.unwrap()).await;
+    let bad = answer(
+        r.request(Method::POST, "/auth/logout")
+            .header("referer", "https://evil.example/")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(bad.code(), "csrf_rejected");
     // Nothing was revoked by the refused requests.
     d.absorb(&ok);
@@ -85,7 +207,8 @@ async fn csrf_refuses_foreign_null_and_missing_origins() {
 
 #[tokio::test]
 async fn allowed_origins_pass_csrf_and_get_cors() {
-    let srv = TestServer::with(|c| c.allowed_origins = Some(vec!["http://127.0.0.1:3000".into()])).await;
+    let srv =
+        TestServer::with(|c| c.allowed_origins = Some(vec!["http://127.0.0.1:3000".into()])).await;
     let mut d = srv.device();
     d.origin = Some("http://127.0.0.1:3000".into());
     assert_eq!(d.register("cors@example.com").await.status, 201);
@@ -97,12 +220,25 @@ async fn allowed_origins_pass_csrf_and_get_cors() {
             .unwrap(),
     )
     .await;
-    assert_eq!(pre.headers["access-control-allow-origin"], "http://127.0.0.1:3000");
+    assert_eq!(
+        pre.headers["access-control-allow-origin"],
+        "http://127.0.0.1:3000"
+    );
     assert_eq!(pre.headers["access-control-allow-credentials"], "true");
     let mut evil = d.clone();
     evil.origin = Some("http://127.0.0.1:4000".into());
-    let no = answer(evil.request(Method::OPTIONS, "/auth/refresh").header("access-control-request-method", "POST").send().await.unwrap()).await;
-    assert!(no.headers.get("access-control-allow-origin").is_none(), "CORS is never reflected");
+    let no = answer(
+        evil.request(Method::OPTIONS, "/auth/refresh")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        no.headers.get("access-control-allow-origin").is_none(),
+        "CORS is never reflected"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +253,9 @@ async fn hashing_pool_refuses_past_its_queue_and_protected_routes_stay_up() {
     let mut tasks = Vec::new();
     for _ in 0..12 {
         let mut x = srv.device();
-        tasks.push(tokio::spawn(async move { x.login("flood@example.com", PASSWORD).await }));
+        tasks.push(tokio::spawn(async move {
+            x.login("flood@example.com", PASSWORD).await
+        }));
     }
     // During the flood, protected routes and refreshes answer.
     assert_eq!(d.me().await.status, 200);
@@ -135,5 +273,8 @@ async fn hashing_pool_refuses_past_its_queue_and_protected_routes_stay_up() {
             s => panic!("unexpected {s}: {}", a.text),
         }
     }
-    assert!(overloaded > 0, "excess logins are refused, not queued without bound");
+    assert!(
+        overloaded > 0,
+        "excess logins are refused, not queued without bound"
+    );
 }

@@ -9,15 +9,37 @@ use sesame_core::ids::SessionId;
 use std::collections::HashSet;
 
 async fn generation(srv: &TestServer, d: &Device) -> (u32, Option<String>) {
-    let sid = d.me().await.body["session"]["id"].as_str().map(str::to_string);
+    let sid = d.me().await.body["session"]["id"]
+        .as_str()
+        .map(str::to_string);
     let sid = sid.and_then(|s| SessionId::parse(&s));
-    let s = srv.engine().sessions().session(sid.unwrap()).await.unwrap().unwrap();
-    (s.generation, s.revoke_reason.map(|r| r.as_str().to_string()))
+    let s = srv
+        .engine()
+        .sessions()
+        .session(sid.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        s.generation,
+        s.revoke_reason.map(|r| r.as_str().to_string()),
+    )
 }
 
 async fn session_of(srv: &TestServer, d: &Device) -> sesame_core::Session {
-    let t = sesame_core::refresh::RefreshToken::decode(d.refresh_cookie.as_deref().or(d.refresh_body.as_deref()).unwrap()).unwrap();
-    srv.engine().sessions().session(t.session_id()).await.unwrap().unwrap()
+    let t = sesame_core::refresh::RefreshToken::decode(
+        d.refresh_cookie
+            .as_deref()
+            .or(d.refresh_body.as_deref())
+            .unwrap(),
+    )
+    .unwrap();
+    srv.engine()
+        .sessions()
+        .session(t.session_id())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// F1 / F16: N concurrent refreshes of one token inside the grace window all
@@ -43,15 +65,26 @@ async fn f1_concurrent_refreshes_share_one_successor() {
             let a = t.await.unwrap();
             assert!(!a.status.is_server_error(), "{}", a.text);
             assert_eq!(a.status, 200, "n={n}: {}", a.text);
-            assert!(!a.set_cookies().iter().any(|c| c.contains("Max-Age=0")), "a loser expired the cookie");
+            assert!(
+                !a.set_cookies().iter().any(|c| c.contains("Max-Age=0")),
+                "a loser expired the cookie"
+            );
             successors.insert(a.cookie("__Host-sesame_rt").unwrap());
         }
-        assert_eq!(successors.len(), 1, "n={n}: every success returns the same successor");
+        assert_eq!(
+            successors.len(),
+            1,
+            "n={n}: every success returns the same successor"
+        );
         let s = session_of(&srv, &d).await;
         assert_eq!(s.generation, 1, "exactly one generation committed");
         assert!(s.revoked_at.is_none());
         d.refresh_cookie = successors.into_iter().next();
-        assert_eq!(d.refresh().await.status, 200, "the successor rotates afterwards");
+        assert_eq!(
+            d.refresh().await.status,
+            200,
+            "the successor rotates afterwards"
+        );
         assert_eq!(d.me().await.status, 200);
     }
 }
@@ -67,7 +100,11 @@ async fn grace_answers_are_capped() {
     for i in 0..5 {
         let a = parent.refresh_raw().await;
         assert_eq!(a.status, 200, "grace answer {i}: {}", a.text);
-        assert_eq!(a.cookie("__Host-sesame_rt"), d.refresh_cookie, "grace answers the same successor");
+        assert_eq!(
+            a.cookie("__Host-sesame_rt"),
+            d.refresh_cookie,
+            "grace answers the same successor"
+        );
     }
     assert_eq!(parent.refresh_raw().await.code(), "refresh_token_reused");
     assert_eq!(d.me().await.body["reason"], "reuse_detected");
@@ -85,8 +122,14 @@ async fn f2_replay_after_window_is_reuse_and_revokes() {
     srv.clock.advance(31);
     // Inside the late-retry window: stale, nothing revoked, cookie untouched.
     let stale = rt0.refresh_raw().await;
-    assert_eq!((stale.status.as_u16(), stale.code()), (401, "refresh_token_stale"));
-    assert!(stale.cookie("__Host-sesame_rt").is_none(), "a stale answer never expires the cookie");
+    assert_eq!(
+        (stale.status.as_u16(), stale.code()),
+        (401, "refresh_token_stale")
+    );
+    assert!(
+        stale.cookie("__Host-sesame_rt").is_none(),
+        "a stale answer never expires the cookie"
+    );
     assert_eq!(d.me().await.status, 200);
     srv.clock.advance(30); // 61 s after the rotation: past 2 × grace.
     let mut tasks = Vec::new();
@@ -98,13 +141,24 @@ async fn f2_replay_after_window_is_reuse_and_revokes() {
         let a = t.await.unwrap();
         assert_eq!(a.status, 401, "{}", a.text);
         assert!(a.body.get("access_token").is_none());
-        assert!(matches!(a.code(), "refresh_token_reused" | "session_revoked"), "{}", a.text);
+        assert!(
+            matches!(a.code(), "refresh_token_reused" | "session_revoked"),
+            "{}",
+            a.text
+        );
     }
-    assert_eq!(d.refresh_raw().await.code(), "session_revoked", "RT1 dies with the family");
+    assert_eq!(
+        d.refresh_raw().await.code(),
+        "session_revoked",
+        "RT1 dies with the family"
+    );
     assert_eq!(d.me().await.body["reason"], "reuse_detected");
     let store = audit_store(&srv).await;
     let events = store.audit_kinds(100).await.unwrap();
-    let reuse: Vec<_> = events.iter().filter(|e| e.0 == "refresh_reuse_detected").collect();
+    let reuse: Vec<_> = events
+        .iter()
+        .filter(|e| e.0 == "refresh_reuse_detected")
+        .collect();
     assert_eq!(reuse.len(), 1, "exactly one reuse event: {events:?}");
     assert!(reuse[0].2.contains("likely_slow_client"));
 }
@@ -130,7 +184,11 @@ async fn grace_replay_from_another_user_agent_is_reuse() {
     assert_eq!(thief.refresh_raw().await.code(), "refresh_token_reused");
     assert_eq!(d.refresh_raw().await.code(), "session_revoked");
     let events = audit_store(&srv).await.audit_kinds(50).await.unwrap();
-    assert!(events.iter().any(|e| e.0 == "refresh_reuse_detected" && e.2.contains("likely_theft")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "refresh_reuse_detected" && e.2.contains("likely_theft"))
+    );
 }
 
 /// F3 / F4: a grandparent, even within a second, is reuse at once: the
@@ -174,12 +232,25 @@ async fn forged_tag_never_revokes() {
     let mut flipped = real.clone().into_bytes();
     let i = flipped.len() - 3;
     flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
-    for bad in [forged, String::from_utf8(flipped).unwrap(), "srt_".into(), "garbage".into()] {
+    for bad in [
+        forged,
+        String::from_utf8(flipped).unwrap(),
+        "srt_".into(),
+        "garbage".into(),
+    ] {
         let mut f = d.clone();
         f.refresh_cookie = Some(bad);
         let a = f.refresh_raw().await;
-        assert_eq!((a.status.as_u16(), a.code()), (401, "refresh_token_invalid"), "{}", a.text);
-        assert!(a.cookie("__Host-sesame_rt").is_none(), "an invalid token does not touch the cookie");
+        assert_eq!(
+            (a.status.as_u16(), a.code()),
+            (401, "refresh_token_invalid"),
+            "{}",
+            a.text
+        );
+        assert!(
+            a.cookie("__Host-sesame_rt").is_none(),
+            "an invalid token does not touch the cookie"
+        );
     }
     assert_eq!(generation(&srv, &d).await, (0, None), "nothing changed");
     assert_eq!(d.refresh().await.status, 200);
@@ -199,7 +270,11 @@ async fn f5_restart_keeps_sessions_and_detects_replay() {
     d.base = srv.base.clone();
     let mut rt0 = rt0;
     rt0.base = srv.base.clone();
-    assert_eq!(d.me().await.status, 200, "access tokens survive the restart (signing key kept)");
+    assert_eq!(
+        d.me().await.status,
+        200,
+        "access tokens survive the restart (signing key kept)"
+    );
     assert_eq!(d.get("/.well-known/jwks.json").await.body, jwks_before);
     let mut e = d.clone();
     assert_eq!(e.refresh().await.status, 200, "RT1 keeps working");
@@ -240,7 +315,10 @@ async fn f6_lost_response_retry_gets_the_same_successor() {
     let retry = d.refresh_raw().await;
     assert_eq!(retry.status, 200, "{}", retry.text);
     let again = d.refresh_raw().await;
-    assert_eq!(retry.cookie("__Host-sesame_rt"), again.cookie("__Host-sesame_rt"));
+    assert_eq!(
+        retry.cookie("__Host-sesame_rt"),
+        again.cookie("__Host-sesame_rt")
+    );
     let s = session_of(&srv, &d).await;
     assert_eq!(s.generation, 1);
     assert!(s.revoked_at.is_none());
@@ -261,8 +339,16 @@ async fn f9_refresh_racing_logout_leaves_nothing_alive() {
         assert_eq!(l.status, 204, "{}", l.text);
         let mut after = d.clone();
         after.absorb(&r);
-        assert_eq!(after.me().await.status, 401, "no access token survives the logout");
-        assert_eq!(after.refresh_raw().await.status, 401, "no refresh token survives the logout");
+        assert_eq!(
+            after.me().await.status,
+            401,
+            "no access token survives the logout"
+        );
+        assert_eq!(
+            after.refresh_raw().await.status,
+            401,
+            "no refresh token survives the logout"
+        );
     }
 }
 
@@ -318,7 +404,11 @@ async fn f11_concurrent_logins_are_distinct_sessions() {
         let mut d = srv.device();
         tasks.push(tokio::spawn(async move {
             let a = d.login("f11@example.com", PASSWORD).await;
-            (a.status, a.body["session_id"].as_str().unwrap_or("").to_string(), d.refresh_cookie.clone())
+            (
+                a.status,
+                a.body["session_id"].as_str().unwrap_or("").to_string(),
+                d.refresh_cookie.clone(),
+            )
         }));
     }
     let mut sids = HashSet::new();

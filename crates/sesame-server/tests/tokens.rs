@@ -27,7 +27,12 @@ async fn minter(srv: &TestServer, d: &Device) -> Minter {
     let token = d.access.clone().unwrap();
     let payload = token.split('.').nth(1).unwrap();
     let claims = serde_json::from_slice(&crypto::b64_decode(payload).unwrap()).unwrap();
-    Minter { kid: active.kid.clone(), key: EncodingKey::from_ed_der(&pkcs8), public: active.public.clone(), claims }
+    Minter {
+        kid: active.kid.clone(),
+        key: EncodingKey::from_ed_der(&pkcs8),
+        public: active.public.clone(),
+        claims,
+    }
 }
 
 impl Minter {
@@ -45,13 +50,25 @@ async fn rejected(d: &Device, token: &str, why: &str) {
     let mut dd = d.clone();
     dd.access = Some(token.to_string());
     let a = dd.me().await;
-    assert_eq!((a.status.as_u16(), a.code()), (401, "invalid_token"), "{why}: {}", a.text);
-    assert_eq!(a.headers["www-authenticate"], "Bearer error=\"invalid_token\"", "{why}");
+    assert_eq!(
+        (a.status.as_u16(), a.code()),
+        (401, "invalid_token"),
+        "{why}: {}",
+        a.text
+    );
+    assert_eq!(
+        a.headers["www-authenticate"], "Bearer error=\"invalid_token\"",
+        "{why}"
+    );
     assert!(a.is_problem());
 }
 
 fn unsigned(header: &str, claims: &Value, sig: &str) -> String {
-    format!("{}.{}.{sig}", b64(header.as_bytes()), b64(claims.to_string().as_bytes()))
+    format!(
+        "{}.{}.{sig}",
+        b64(header.as_bytes()),
+        b64(claims.to_string().as_bytes())
+    )
 }
 
 #[tokio::test]
@@ -66,21 +83,73 @@ async fn harness_minted_tokens_prove_each_check() {
     assert_eq!(ok.me().await.status, 200);
 
     let now = T0;
-    rejected(&d, &m.mint(|_, c| c["exp"] = json!(now - 61)), "expired beyond leeway").await;
+    rejected(
+        &d,
+        &m.mint(|_, c| c["exp"] = json!(now - 61)),
+        "expired beyond leeway",
+    )
+    .await;
     let mut within = d.clone();
     within.access = Some(m.mint(|_, c| c["exp"] = json!(now - 30)));
     assert_eq!(within.me().await.status, 200, "within the 60 s leeway");
-    rejected(&d, &m.mint(|_, c| c["iat"] = json!(now + 120)), "iat in the future").await;
-    rejected(&d, &m.mint(|_, c| c["nbf"] = json!(now + 120)), "not yet valid").await;
-    rejected(&d, &m.mint(|_, c| c["iss"] = json!("https://evil.example")), "wrong iss").await;
-    rejected(&d, &m.mint(|_, c| c["aud"] = json!("other-service")), "wrong aud").await;
+    rejected(
+        &d,
+        &m.mint(|_, c| c["iat"] = json!(now + 120)),
+        "iat in the future",
+    )
+    .await;
+    rejected(
+        &d,
+        &m.mint(|_, c| c["nbf"] = json!(now + 120)),
+        "not yet valid",
+    )
+    .await;
+    rejected(
+        &d,
+        &m.mint(|_, c| c["iss"] = json!("https://evil.example")),
+        "wrong iss",
+    )
+    .await;
+    rejected(
+        &d,
+        &m.mint(|_, c| c["aud"] = json!("other-service")),
+        "wrong aud",
+    )
+    .await;
     rejected(&d, &m.mint(|h, _| h.typ = Some("JWT".into())), "wrong typ").await;
     rejected(&d, &m.mint(|h, _| h.typ = None), "missing typ").await;
-    rejected(&d, &m.mint(|h, _| h.kid = Some("unknown-kid".into())), "unknown kid").await;
+    rejected(
+        &d,
+        &m.mint(|h, _| h.kid = Some("unknown-kid".into())),
+        "unknown kid",
+    )
+    .await;
     rejected(&d, &m.mint(|h, _| h.kid = None), "no kid").await;
-    rejected(&d, &m.mint(|h, _| h.crit = Some(vec!["exp".into()])), "crit").await;
-    for claim in ["sub", "sid", "exp", "iat", "aud", "iss", "jti", "aal", "auth_time"] {
-        rejected(&d, &m.mint(|_, c| { c.as_object_mut().unwrap().remove(claim); }), claim).await;
+    rejected(
+        &d,
+        &m.mint(|h, _| h.crit = Some(vec!["exp".into()])),
+        "crit",
+    )
+    .await;
+    for claim in [
+        "sub",
+        "sid",
+        "exp",
+        "iat",
+        "aud",
+        "iss",
+        "jti",
+        "aal",
+        "auth_time",
+    ] {
+        rejected(
+            &d,
+            &m.mint(|_, c| {
+                c.as_object_mut().unwrap().remove(claim);
+            }),
+            claim,
+        )
+        .await;
     }
 
     // alg "none" in every spelling, with and without a signature.
@@ -93,7 +162,8 @@ async fn harness_minted_tokens_prove_each_check() {
     let mut h = Header::new(Algorithm::HS256);
     h.typ = Some("at+jwt".into());
     h.kid = Some(m.kid.clone());
-    let confused = jsonwebtoken::encode(&h, &m.claims, &EncodingKey::from_secret(&m.public)).unwrap();
+    let confused =
+        jsonwebtoken::encode(&h, &m.claims, &EncodingKey::from_secret(&m.public)).unwrap();
     rejected(&d, &confused, "HS256 with the public key").await;
 
     // A refresh token is not an access token...
@@ -116,8 +186,19 @@ async fn missing_or_malformed_authorization() {
     let srv = TestServer::start().await;
     let d = srv.device();
     for auth in ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc"] {
-        let a = answer(d.request(reqwest::Method::GET, "/auth/me").header("authorization", auth).send().await.unwrap()).await;
-        assert_eq!((a.status.as_u16(), a.code()), (401, "invalid_token"), "{auth:?}");
+        let a = answer(
+            d.request(reqwest::Method::GET, "/auth/me")
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (a.status.as_u16(), a.code()),
+            (401, "invalid_token"),
+            "{auth:?}"
+        );
     }
     assert_eq!(d.me().await.code(), "invalid_token");
 }

@@ -10,6 +10,7 @@
 //! deferred transaction (which fails with SQLITE_BUSY instead of waiting).
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod sqlite;
 

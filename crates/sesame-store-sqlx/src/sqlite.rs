@@ -68,7 +68,9 @@ fn classify(e: sqlx::Error) -> StoreError {
         }
         sqlx::Error::Database(ref db) if db.is_unique_violation() => StoreError::Conflict,
         // SQLITE_BUSY / SQLITE_LOCKED past busy_timeout: transient, so "unavailable".
-        sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("5" | "6" | "517")) => {
+        sqlx::Error::Database(ref db)
+            if matches!(db.code().as_deref(), Some("5" | "6" | "517")) =>
+        {
             StoreError::Unavailable(Box::new(e))
         }
         other => StoreError::Other(Box::new(other)),
@@ -80,7 +82,8 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 fn hash32(v: Option<Vec<u8>>) -> Result<Option<[u8; 32]>, StoreError> {
-    v.map(|b| b.try_into().map_err(|_| corrupt("hash length"))).transpose()
+    v.map(|b| b.try_into().map_err(|_| corrupt("hash length")))
+        .transpose()
 }
 
 const SESSION_COLS: &str = "id, user_id, transport, gen, cur, prev, rotated_at, rotated_ua_hash, \
@@ -101,7 +104,10 @@ fn session_from_row(r: &SqliteRow) -> Result<Row_, StoreError> {
     let gen_: i64 = r.try_get("gen").map_err(get_err)?;
     let aal: String = r.try_get("aal").map_err(get_err)?;
     let reason: Option<String> = r.try_get("revoke_reason").map_err(get_err)?;
-    let revoke_reason = reason.as_deref().map(|s| RevokeReason::parse(s).ok_or_else(|| corrupt("reason"))).transpose()?;
+    let revoke_reason = reason
+        .as_deref()
+        .map(|s| RevokeReason::parse(s).ok_or_else(|| corrupt("reason")))
+        .transpose()?;
     let claims: String = r.try_get("claims").map_err(get_err)?;
     let key_ver: i64 = r.try_get("key_ver").map_err(get_err)?;
     let session = Session {
@@ -130,7 +136,11 @@ fn session_from_row(r: &SqliteRow) -> Result<Row_, StoreError> {
         rotated_at: r.try_get("rotated_at").map_err(get_err)?,
         rotated_ua_hash: hash32(r.try_get("rotated_ua_hash").map_err(get_err)?)?,
         grace_answers: u32::try_from(grace).map_err(|_| corrupt("grace_answers"))?,
-        revoked: if session.revoked_at.is_some() { session.revoke_reason } else { None },
+        revoked: if session.revoked_at.is_some() {
+            session.revoke_reason
+        } else {
+            None
+        },
         idle_expires_at: session.idle_expires_at,
         expires_at: session.expires_at,
         transport,
@@ -152,14 +162,20 @@ fn user_from_row(r: &SqliteRow) -> Result<User, StoreError> {
 
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database.
-    pub async fn open(opts: &SqliteStoreOptions, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+    pub async fn open(
+        opts: &SqliteStoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
         let store = Self::connect(opts, clock).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Opens (creating if missing) without migrating.
-    pub async fn connect(opts: &SqliteStoreOptions, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+    pub async fn connect(
+        opts: &SqliteStoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
         let connect = SqliteConnectOptions::from_str(&opts.url)
             .map_err(|e| StoreError::Other(Box::new(e)))?
             .create_if_missing(true)
@@ -173,7 +189,11 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(classify)?;
-        Ok(Self { pool, clock, margin: opts.revocation_margin })
+        Ok(Self {
+            pool,
+            clock,
+            margin: opts.revocation_margin,
+        })
     }
 
     /// Applies pending migrations.
@@ -187,10 +207,11 @@ impl SqliteStore {
     /// Migrations known to this build that the database has not applied.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
         let migrator = sqlx::migrate!("migrations/sqlite");
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
-            .fetch_all(&self.pool)
-            .await
-            .unwrap_or_default();
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&self.pool)
+                .await
+                .unwrap_or_default();
         Ok(migrator
             .iter()
             .filter(|m| !applied.contains(&m.version))
@@ -199,12 +220,16 @@ impl SqliteStore {
     }
 
     /// Audit rows, newest first (for tests and the `audit` command).
-    pub async fn audit_kinds(&self, limit: u32) -> Result<Vec<(String, Option<String>, String)>, StoreError> {
-        let rows = sqlx::query("SELECT kind, session_id, detail FROM audit_log ORDER BY id DESC LIMIT ?")
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+    pub async fn audit_kinds(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<(String, Option<String>, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT kind, session_id, detail FROM audit_log ORDER BY id DESC LIMIT ?")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
         rows.iter()
             .map(|r| {
                 let sid: Option<Vec<u8>> = r.try_get("session_id").map_err(|_| corrupt("audit"))?;
@@ -236,7 +261,10 @@ impl SqliteStore {
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(classify)
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)
     }
 
     /// Revokes `ids` (those still live) inside `tx`, writing revocation rows.
@@ -260,13 +288,15 @@ impl SqliteStore {
             .map_err(classify)?
             .rows_affected();
             if n == 1 {
-                sqlx::query("INSERT INTO revocations (session_id, reason, not_after) VALUES (?, ?, ?)")
-                    .bind(id.as_bytes().as_slice())
-                    .bind(reason.as_str())
-                    .bind(now + self.margin)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(classify)?;
+                sqlx::query(
+                    "INSERT INTO revocations (session_id, reason, not_after) VALUES (?, ?, ?)",
+                )
+                .bind(id.as_bytes().as_slice())
+                .bind(reason.as_str())
+                .bind(now + self.margin)
+                .execute(&mut **tx)
+                .await
+                .map_err(classify)?;
                 done.push(*id);
             }
         }
@@ -292,12 +322,18 @@ impl SqliteStore {
         rows.iter()
             .map(|r| {
                 let b: Vec<u8> = r.try_get("id").map_err(|_| corrupt("id"))?;
-                Ok(SessionId::from_bytes(b.try_into().map_err(|_| corrupt("id"))?))
+                Ok(SessionId::from_bytes(
+                    b.try_into().map_err(|_| corrupt("id"))?,
+                ))
             })
             .collect()
     }
 
-    async fn revoke_many(&self, ids: &[SessionId], reason: RevokeReason) -> Result<Vec<SessionId>, StoreError> {
+    async fn revoke_many(
+        &self,
+        ids: &[SessionId],
+        reason: RevokeReason,
+    ) -> Result<Vec<SessionId>, StoreError> {
         let now = self.clock.now();
         let mut tx = self.begin().await?;
         let done = self.revoke_in(&mut tx, ids, reason, now).await?;
@@ -324,7 +360,13 @@ impl AccountStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(User { id: user.id, email: user.email, email_verified: user.email_verified, disabled: false, created_at: now })
+        Ok(User {
+            id: user.id,
+            email: user.email,
+            email_verified: user.email_verified,
+            disabled: false,
+            created_at: now,
+        })
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<UserCredential>, StoreError> {
@@ -424,7 +466,10 @@ impl AccountStore for SqliteStore {
 
     async fn save_keys(&self, records: &[KeyRecord]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM signing_keys").execute(&mut *tx).await.map_err(classify)?;
+        sqlx::query("DELETE FROM signing_keys")
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         for k in records {
             sqlx::query(
                 "INSERT INTO signing_keys (kid, alg, state, sealed_private, public, created_at, retired_at) \
@@ -459,7 +504,10 @@ impl AccountStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<UnixTime, StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
         Ok(self.clock.now())
     }
 }
@@ -471,7 +519,10 @@ impl SessionStore for SqliteStore {
         let mut tx = self.begin().await?;
         let mut revoked = Vec::new();
         if let Some(old) = new.replaces {
-            revoked.extend(self.revoke_in(&mut tx, &[old], RevokeReason::Replaced, now).await?);
+            revoked.extend(
+                self.revoke_in(&mut tx, &[old], RevokeReason::Replaced, now)
+                    .await?,
+            );
         }
         if let Some(cap) = new.cap {
             let live = self.live_ids(&mut tx, new.user_id, now).await?;
@@ -482,7 +533,10 @@ impl SessionStore for SqliteStore {
                     return Ok(Created::LimitReached);
                 }
                 let excess = live.len() + 1 - max;
-                revoked.extend(self.revoke_in(&mut tx, &live[..excess], RevokeReason::Evicted, now).await?);
+                revoked.extend(
+                    self.revoke_in(&mut tx, &live[..excess], RevokeReason::Evicted, now)
+                        .await?,
+                );
             }
         }
         let expires_at = now + new.max_age;
@@ -604,13 +658,19 @@ impl SessionStore for SqliteStore {
                     } else {
                         vec![id]
                     };
-                    let revoked = self.revoke_in(&mut tx, &ids, RevokeReason::ReuseDetected, now).await?;
+                    let revoked = self
+                        .revoke_in(&mut tx, &ids, RevokeReason::ReuseDetected, now)
+                        .await?;
                     tx.commit().await.map_err(classify)?;
                     // Concurrent replays all see "reuse"; only the one whose
                     // revocation landed reports it (one security event). The
                     // others re-read and answer `session_revoked`.
                     if revoked.contains(&id) {
-                        return Ok(RotationOutcome::Reused { session: row.session, class, revoked });
+                        return Ok(RotationOutcome::Reused {
+                            session: row.session,
+                            class,
+                            revoked,
+                        });
                     }
                 }
                 Decision::Revoked(r) => return Ok(RotationOutcome::Revoked(r)),
@@ -623,7 +683,11 @@ impl SessionStore for SqliteStore {
         Err(StoreError::Unavailable("rotation kept losing races".into()))
     }
 
-    async fn revoke(&self, id: SessionId, reason: RevokeReason) -> Result<Option<Session>, StoreError> {
+    async fn revoke(
+        &self,
+        id: SessionId,
+        reason: RevokeReason,
+    ) -> Result<Option<Session>, StoreError> {
         self.revoke_many(&[id], reason).await?;
         self.session(id).await
     }
@@ -647,7 +711,9 @@ impl SessionStore for SqliteStore {
             .iter()
             .map(|r| {
                 let b: Vec<u8> = r.try_get("id").map_err(|_| corrupt("id"))?;
-                Ok(SessionId::from_bytes(b.try_into().map_err(|_| corrupt("id"))?))
+                Ok(SessionId::from_bytes(
+                    b.try_into().map_err(|_| corrupt("id"))?,
+                ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?
             .into_iter()
@@ -670,18 +736,24 @@ impl SessionStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-        let n = sqlx::query("UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE revoked_at IS NULL")
-            .bind(now)
-            .bind(reason.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE sessions SET revoked_at = ?, revoke_reason = ? WHERE revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(reason.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
         tx.commit().await.map_err(classify)?;
         Ok(n)
     }
 
-    async fn list_sessions(&self, user: UserId, revoked_since: UnixTime) -> Result<Vec<Session>, StoreError> {
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        revoked_since: UnixTime,
+    ) -> Result<Vec<Session>, StoreError> {
         let sql = format!(
             "SELECT {SESSION_COLS} FROM sessions WHERE user_id = ? AND \
              (revoked_at IS NULL AND (expires_at > ? AND (idle_expires_at IS NULL OR idle_expires_at > ?) \
@@ -699,10 +771,16 @@ impl SessionStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        rows.iter().map(|r| session_from_row(r).map(|x| x.session)).collect()
+        rows.iter()
+            .map(|r| session_from_row(r).map(|x| x.session))
+            .collect()
     }
 
-    async fn revocations_after(&self, after: i64, limit: u32) -> Result<Vec<Revocation>, StoreError> {
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError> {
         let rows = sqlx::query("SELECT seq, session_id, reason, not_after FROM revocations WHERE seq > ? ORDER BY seq LIMIT ?")
             .bind(after)
             .bind(i64::from(limit))

@@ -23,7 +23,10 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
             }
         }
     }
-    hops.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
 }
 
 #[cfg(test)]
@@ -35,9 +38,15 @@ mod tests {
     fn rightmost_untrusted_hop() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.2"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.2"),
+        );
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(resolve(proxy, &h, &trusted), "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            resolve(proxy, &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
         // Not from a trusted proxy: the header is ignored.
         let direct: IpAddr = "5.5.5.5".parse().unwrap();
         assert_eq!(resolve(direct, &h, &trusted), direct);

@@ -32,7 +32,9 @@ pub fn get(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> 
             return Err(ApiError::invalid("cookie", "Cookie header too large"));
         }
         for pair in s.split(';') {
-            let Some((k, v)) = pair.trim().split_once('=') else { continue };
+            let Some((k, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
             if k == name {
                 if found.is_some() {
                     return Err(ApiError::duplicate_cookie());
@@ -55,7 +57,11 @@ pub struct CookiePolicy {
 
 impl CookiePolicy {
     fn access_name(&self) -> &'static str {
-        if self.domain.is_some() { ACCESS_DOMAIN } else { ACCESS }
+        if self.domain.is_some() {
+            ACCESS_DOMAIN
+        } else {
+            ACCESS
+        }
     }
 
     /// The access cookie's name for reading.
@@ -65,7 +71,9 @@ impl CookiePolicy {
 
     /// `Set-Cookie` for a refresh token living `max_age` seconds.
     pub fn refresh(&self, token: &str, max_age: i64) -> HeaderValue {
-        hv(format!("{REFRESH}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"))
+        hv(format!(
+            "{REFRESH}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+        ))
     }
 
     /// `Set-Cookie` for an access token (cookie transport).
@@ -74,7 +82,9 @@ impl CookiePolicy {
             Some(d) => hv(format!(
                 "{ACCESS_DOMAIN}={token}; Path=/; Domain={d}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
             )),
-            None => hv(format!("{ACCESS}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax")),
+            None => hv(format!(
+                "{ACCESS}={token}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Lax"
+            )),
         }
     }
 
@@ -82,7 +92,9 @@ impl CookiePolicy {
     pub fn expire_all(&self, headers: &mut HeaderMap) {
         headers.append(
             header::SET_COOKIE,
-            hv(format!("{REFRESH}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict")),
+            hv(format!(
+                "{REFRESH}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict"
+            )),
         );
         headers.append(header::SET_COOKIE, self.access("", 0));
         if self.clear_site_data {
@@ -94,7 +106,8 @@ impl CookiePolicy {
 fn hv(s: String) -> HeaderValue {
     // Tokens are base64url/JWT characters and the domain was validated at
     // start-up, so the value is always a valid header; fall back to a harmless one.
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("sesame_invalid=; Max-Age=0"))
+    HeaderValue::from_str(&s)
+        .unwrap_or_else(|_| HeaderValue::from_static("sesame_invalid=; Max-Age=0"))
 }
 
 #[cfg(test)]
@@ -111,10 +124,34 @@ mod tests {
 
     #[test]
     fn exact_names_and_duplicates() {
-        assert_eq!(get(&headers(&["a=1; __Host-sesame_rt=x"]), REFRESH).unwrap().as_deref(), Some("x"));
-        assert_eq!(get(&headers(&["__host-sesame_rt=x"]), REFRESH).unwrap(), None);
-        assert_eq!(get(&headers(&["__Host-sesame_rt=x; __Host-sesame_rt=y"]), REFRESH).unwrap_err().code(), "duplicate_cookie");
-        assert_eq!(get(&headers(&["__Host-sesame_rt=x", "__Host-sesame_rt=y"]), REFRESH).unwrap_err().code(), "duplicate_cookie");
+        assert_eq!(
+            get(&headers(&["a=1; __Host-sesame_rt=x"]), REFRESH)
+                .unwrap()
+                .as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            get(&headers(&["__host-sesame_rt=x"]), REFRESH).unwrap(),
+            None
+        );
+        assert_eq!(
+            get(
+                &headers(&["__Host-sesame_rt=x; __Host-sesame_rt=y"]),
+                REFRESH
+            )
+            .unwrap_err()
+            .code(),
+            "duplicate_cookie"
+        );
+        assert_eq!(
+            get(
+                &headers(&["__Host-sesame_rt=x", "__Host-sesame_rt=y"]),
+                REFRESH
+            )
+            .unwrap_err()
+            .code(),
+            "duplicate_cookie"
+        );
         assert_eq!(get(&headers(&["garbage;;;=;"]), REFRESH).unwrap(), None);
     }
 }

@@ -63,14 +63,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !is_json(req.headers()) {
             return Err(ApiError::unsupported_media());
         }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large()
-            } else {
-                ApiError::invalid("body", "could not read the request body")
-            }
-        })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::invalid("body", e.to_string()))
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large()
+                } else {
+                    ApiError::invalid("body", "could not read the request body")
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid("body", e.to_string()))
     }
 }
 
@@ -83,20 +87,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let has_type = req.headers().contains_key(header::CONTENT_TYPE);
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large()
-            } else {
-                ApiError::invalid("body", "could not read the request body")
-            }
-        })?;
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large()
+                } else {
+                    ApiError::invalid("body", "could not read the request body")
+                }
+            })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
         if !has_type {
             return Err(ApiError::unsupported_media());
         }
-        serde_json::from_slice(&bytes).map(|v| Self(Some(v))).map_err(|e| ApiError::invalid("body", e.to_string()))
+        serde_json::from_slice(&bytes)
+            .map(|v| Self(Some(v)))
+            .map_err(|e| ApiError::invalid("body", e.to_string()))
     }
 }
 
@@ -122,7 +130,9 @@ impl FromRequestParts<AppState> for Client {
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| client_ip::resolve(a.ip(), &parts.headers, &state.http.trusted_proxies).to_string());
+            .map(|ConnectInfo(a)| {
+                client_ip::resolve(a.ip(), &parts.headers, &state.http.trusted_proxies).to_string()
+            });
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -146,10 +156,15 @@ impl FromRequestParts<AppState> for RequestedTransport {
                 .to_str()
                 .ok()
                 .and_then(|s| Transport::parse(s.trim()))
-                .ok_or_else(|| ApiError::invalid("Sesame-Transport", "must be hybrid, cookie or bearer"))?,
+                .ok_or_else(|| {
+                    ApiError::invalid("Sesame-Transport", "must be hybrid, cookie or bearer")
+                })?,
         };
         if !state.http.allowed_transports.contains(&t) {
-            return Err(ApiError::invalid("Sesame-Transport", format!("transport {} is not allowed here", t.as_str())));
+            return Err(ApiError::invalid(
+                "Sesame-Transport",
+                format!("transport {} is not allowed here", t.as_str()),
+            ));
         }
         Ok(Self(t))
     }
@@ -157,7 +172,10 @@ impl FromRequestParts<AppState> for RequestedTransport {
 
 /// The access token of a request: `Authorization: Bearer`, or (only when no
 /// `Authorization` header is present) the access cookie.
-pub fn access_token(headers: &HeaderMap, cookies: &CookiePolicy) -> Result<Option<String>, ApiError> {
+pub fn access_token(
+    headers: &HeaderMap,
+    cookies: &CookiePolicy,
+) -> Result<Option<String>, ApiError> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
         let s = v.to_str().map_err(|_| ApiError::invalid_token())?;
         let (scheme, token) = s.split_once(' ').ok_or_else(ApiError::invalid_token)?;
@@ -177,7 +195,8 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = access_token(&parts.headers, &state.cookies)?.ok_or_else(ApiError::invalid_token)?;
+        let token =
+            access_token(&parts.headers, &state.cookies)?.ok_or_else(ApiError::invalid_token)?;
         Ok(Self(state.engine.authenticate(&token).await?))
     }
 }

@@ -3,12 +3,14 @@
 //! the session's transport).
 
 use super::cookies::{self, REFRESH};
-use super::extract::{AppState, Authenticated, Client, JsonBody, OptionalJson, RequestedTransport, access_token};
+use super::extract::{
+    AppState, Authenticated, Client, JsonBody, OptionalJson, RequestedTransport, access_token,
+};
 use crate::problem::ApiError;
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use sesame_core::engine::{Grant, LoginContext, Registered};
@@ -88,18 +90,33 @@ fn token_response(state: &AppState, status: StatusCode, grant: &Grant) -> Respon
         }
         Transport::Hybrid | Transport::Cookie => {
             let max_age = (grant.session.expires_at - state.engine.now()).max(0);
-            headers.append(header::SET_COOKIE, state.cookies.refresh(&grant.refresh_token, max_age));
+            headers.append(
+                header::SET_COOKIE,
+                state.cookies.refresh(&grant.refresh_token, max_age),
+            );
             if grant.session.transport == Transport::Cookie {
-                headers.append(header::SET_COOKIE, state.cookies.access(&grant.access_token, grant.expires_in));
+                headers.append(
+                    header::SET_COOKIE,
+                    state.cookies.access(&grant.access_token, grant.expires_in),
+                );
             }
         }
     }
     (status, headers, Json(body)).into_response()
 }
 
-fn login_ctx(state: &AppState, headers: &HeaderMap, client: Client, t: RequestedTransport) -> Result<LoginContext, ApiError> {
+fn login_ctx(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: Client,
+    t: RequestedTransport,
+) -> Result<LoginContext, ApiError> {
     let _ = state;
-    Ok(LoginContext { device: client.0, transport: t.0, replaces: cookies::get(headers, REFRESH)? })
+    Ok(LoginContext {
+        device: client.0,
+        transport: t.0,
+        replaces: cookies::get(headers, REFRESH)?,
+    })
 }
 
 pub(crate) async fn register(
@@ -159,7 +176,12 @@ pub(crate) async fn logout(
     // The access token if one is presented (and valid); else the refresh cookie.
     match access_token(&headers, &state.cookies)? {
         Some(t) => match state.engine.authenticate(&t).await {
-            Ok(claims) => state.engine.logout(claims.session_id(), RevokeReason::Logout, ip).await?,
+            Ok(claims) => {
+                state
+                    .engine
+                    .logout(claims.session_id(), RevokeReason::Logout, ip)
+                    .await?
+            }
             Err(sesame_core::Error::SessionRevoked(_)) => {}
             Err(e) => match cookies::get(&headers, REFRESH)? {
                 Some(rt) => state.engine.logout_with_refresh(&rt, ip).await?,
@@ -188,7 +210,12 @@ pub(crate) async fn logout_all(
 ) -> Result<Response, ApiError> {
     state
         .engine
-        .revoke_user_sessions(claims.user_id(), None, RevokeReason::Logout, client.0.ip.as_deref())
+        .revoke_user_sessions(
+            claims.user_id(),
+            None,
+            RevokeReason::Logout,
+            client.0.ip.as_deref(),
+        )
         .await?;
     Ok(ended(&state))
 }
@@ -200,7 +227,12 @@ pub(crate) async fn logout_others(
 ) -> Result<StatusCode, ApiError> {
     state
         .engine
-        .revoke_user_sessions(claims.user_id(), Some(claims.session_id()), RevokeReason::RevokedByUser, client.0.ip.as_deref())
+        .revoke_user_sessions(
+            claims.user_id(),
+            Some(claims.session_id()),
+            RevokeReason::RevokedByUser,
+            client.0.ip.as_deref(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -236,7 +268,10 @@ pub(crate) async fn revoke_session(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let target = SessionId::parse(&id).ok_or_else(ApiError::not_found)?;
-    state.engine.revoke_own(&claims, target, client.0.ip.as_deref()).await?;
+    state
+        .engine
+        .revoke_own(&claims, target, client.0.ip.as_deref())
+        .await?;
     if target == claims.session_id() {
         return Ok(ended(&state));
     }
@@ -251,15 +286,22 @@ pub(crate) async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     state
         .engine
-        .change_password(&claims, b.current_password, b.new_password, client.0.ip.as_deref())
+        .change_password(
+            &claims,
+            b.current_password,
+            b.new_password,
+            client.0.ip.as_deref(),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     let mut res = Json(state.engine.jwks()).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300, must-revalidate"));
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300, must-revalidate"),
+    );
     res
 }
 

@@ -19,12 +19,13 @@ pub const REFRESH_KEY: &str = "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8";
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
+type ConfigTweak = Box<dyn Fn(&mut RawConfig) + Send + Sync>;
+
 pub struct TestServer {
     pub base: String,
     pub clock: ManualClock,
     pub db: PathBuf,
-    raw: fn(&mut RawConfig),
-    tweak: Option<Box<dyn Fn(&mut RawConfig) + Send + Sync>>,
+    tweak: ConfigTweak,
     running: Option<Running>,
 }
 
@@ -38,7 +39,7 @@ fn rand_u64() -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn base_raw(db: &PathBuf) -> RawConfig {
+fn base_raw(db: &std::path::Path) -> RawConfig {
     RawConfig {
         mode: Some("development".into()),
         database_url: Some(format!("sqlite://{}", db.display())),
@@ -60,8 +61,7 @@ impl TestServer {
             base: String::new(),
             clock: ManualClock::new(T0),
             db: temp_db(),
-            raw: |_| {},
-            tweak: Some(Box::new(f)),
+            tweak: Box::new(f),
             running: None,
         };
         s.boot().await;
@@ -70,17 +70,16 @@ impl TestServer {
 
     fn config(&self) -> config::Config {
         let mut raw = base_raw(&self.db);
-        (self.raw)(&mut raw);
-        if let Some(t) = &self.tweak {
-            t(&mut raw);
-        }
+        (self.tweak)(&mut raw);
         config::validate(raw).expect("test config is valid")
     }
 
     async fn boot(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.base = format!("http://{}", listener.local_addr().unwrap());
-        let running = server::start(listener, self.config(), Arc::new(self.clock.clone())).await.unwrap();
+        let running = server::start(listener, self.config(), Arc::new(self.clock.clone()))
+            .await
+            .unwrap();
         self.running = Some(running);
     }
 
@@ -175,7 +174,10 @@ impl Answer {
     }
 
     pub fn is_problem(&self) -> bool {
-        self.headers.get("content-type").map(|v| v == "application/problem+json").unwrap_or(false)
+        self.headers
+            .get("content-type")
+            .map(|v| v == "application/problem+json")
+            .unwrap_or(false)
             && self.body["code"].is_string()
             && self.body["status"].as_u64() == Some(u64::from(self.status.as_u16()))
     }
@@ -186,12 +188,20 @@ pub async fn answer(r: Response) -> Answer {
     let headers = r.headers().clone();
     let text = r.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer { status, headers, body, text }
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
 }
 
 impl Device {
     pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut rb = self.http.request(method, format!("{}{path}", self.base)).header("user-agent", &self.ua);
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("user-agent", &self.ua);
         if let Some(o) = &self.origin {
             rb = rb.header("origin", o);
         }
@@ -242,12 +252,23 @@ impl Device {
         self.login_as(email, password, None).await
     }
 
-    pub async fn login_as(&mut self, email: &str, password: &str, transport: Option<&str>) -> Answer {
+    pub async fn login_as(
+        &mut self,
+        email: &str,
+        password: &str,
+        transport: Option<&str>,
+    ) -> Answer {
         let mut rb = self.with_cookie(self.request(Method::POST, "/auth/login"));
         if let Some(t) = transport {
             rb = rb.header("sesame-transport", t);
         }
-        let a = answer(rb.json(&json!({ "email": email, "password": password })).send().await.unwrap()).await;
+        let a = answer(
+            rb.json(&json!({ "email": email, "password": password }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         self.absorb(&a);
         a
     }
@@ -269,7 +290,13 @@ impl Device {
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        answer(self.with_bearer(self.request(Method::GET, path)).send().await.unwrap()).await
+        answer(
+            self.with_bearer(self.request(Method::GET, path))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str, body: Option<Value>) -> Answer {
@@ -281,7 +308,13 @@ impl Device {
     }
 
     pub async fn delete(&self, path: &str) -> Answer {
-        answer(self.with_bearer(self.request(Method::DELETE, path)).send().await.unwrap()).await
+        answer(
+            self.with_bearer(self.request(Method::DELETE, path))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn me(&self) -> Answer {
