@@ -18,7 +18,7 @@
 //! its environment variable: the reader is an operator looking at a server
 //! that refused to start. Messages never echo secret values.
 //!
-//! `docs/configuration.md` documents every key; keep it in step with
+//! README.md (Configuration) documents every key; keep it in step with
 //! [`KEYS`] and [`validate`].
 
 use std::collections::HashMap;
@@ -173,7 +173,7 @@ fn err<T>(setting: &str, message: impl Into<String>) -> Result<T, ConfigError> {
 /// `Debug` output never shows them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(missing_docs)] // each field is documented in docs/configuration.md
+#[allow(missing_docs)] // each field is documented in README.md (Configuration)
 pub struct RawConfig {
     pub mode: Option<String>,
     pub bind: Option<String>,
@@ -301,7 +301,7 @@ pub fn load_raw(
             .map_or_else(String::new, |p| format!(" in {}", p.display()));
         return err(
             key,
-            format!("unknown setting{place}; see docs/configuration.md for the valid keys"),
+            format!("unknown setting{place}; see the Configuration table in README.md for the valid keys"),
         );
     }
 
@@ -436,7 +436,7 @@ impl fmt::Debug for Secrets {
 /// Validated settings: defaults applied, every value typed and checked.
 /// Durations are in seconds.
 #[derive(Debug)]
-#[allow(missing_docs)] // each field is documented in docs/configuration.md
+#[allow(missing_docs)] // each field is documented in README.md (Configuration)
 pub struct Config {
     pub mode: Mode,
     pub bind: SocketAddr,
