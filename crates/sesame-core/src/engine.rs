@@ -111,7 +111,13 @@ pub struct Engine {
     cfg: EngineConfig,
     revoked: RevokedSet,
     dummy_hash: String,
+    /// When an unknown `kid` last triggered a reload (at most one per
+    /// [`UNKNOWN_KID_RELOAD_EVERY`], so garbage kids cannot hammer the store).
+    last_kid_reload: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Minimum spacing of key-ring reloads triggered by unknown `kid`s.
+pub const UNKNOWN_KID_RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -184,6 +190,7 @@ impl Engine {
             revoked: RevokedSet::new(Duration::from_secs(2)),
             cfg,
             dummy_hash,
+            last_kid_reload: std::sync::Mutex::new(None),
         })
     }
 
@@ -638,7 +645,7 @@ impl Engine {
         let ring = self.key_ring();
         let verified = match self.verifier.verify(&ring, token, now) {
             Ok(v) => v,
-            Err(crate::access::Rejection::UnknownKid) => {
+            Err(crate::access::Rejection::UnknownKid) if self.may_reload_for_unknown_kid() => {
                 // A key rotated on another instance: reload once and retry.
                 if self.reload_keys().await.is_err() {
                     return Err(Error::InvalidToken);
@@ -654,6 +661,15 @@ impl Engine {
         };
         self.check_live(&verified).await?;
         Ok(verified)
+    }
+
+    fn may_reload_for_unknown_kid(&self) -> bool {
+        let Ok(mut last) = self.last_kid_reload.lock() else { return false };
+        if last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_RELOAD_EVERY) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
     }
 
     /// The liveness check of every access-authenticated route.

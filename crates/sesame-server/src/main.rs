@@ -163,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "sesame listening on http://{} — public URL: {}",
                 listener.local_addr()?,
-                cfg.public_url
+                cfg.public_origin().ascii_serialization()
             );
             let running = server::start(listener, cfg, clock).await?;
             tokio::select! {
