@@ -664,7 +664,9 @@ impl Engine {
     }
 
     fn may_reload_for_unknown_kid(&self) -> bool {
-        let Ok(mut last) = self.last_kid_reload.lock() else { return false };
+        let Ok(mut last) = self.last_kid_reload.lock() else {
+            return false;
+        };
         if last.is_some_and(|t| t.elapsed() < UNKNOWN_KID_RELOAD_EVERY) {
             return false;
         }

@@ -301,7 +301,9 @@ pub fn load_raw(
             .map_or_else(String::new, |p| format!(" in {}", p.display()));
         return err(
             key,
-            format!("unknown setting{place}; see the Configuration table in README.md for the valid keys"),
+            format!(
+                "unknown setting{place}; see the Configuration table in README.md for the valid keys"
+            ),
         );
     }
 

@@ -160,6 +160,13 @@ fn user_from_row(r: &SqliteRow) -> Result<User, StoreError> {
     })
 }
 
+fn credential_from_row(r: &SqliteRow) -> Result<UserCredential, StoreError> {
+    Ok(UserCredential {
+        user: user_from_row(r)?,
+        password_hash: r.try_get("password_hash").map_err(|_| corrupt("hash"))?,
+    })
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database.
     pub async fn open(
@@ -375,13 +382,7 @@ impl AccountStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
-        row.map(|r| {
-            Ok(UserCredential {
-                user: user_from_row(&r)?,
-                password_hash: r.try_get("password_hash").map_err(|_| corrupt("hash"))?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(credential_from_row).transpose()
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
@@ -399,13 +400,7 @@ impl AccountStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
-        row.map(|r| {
-            Ok(UserCredential {
-                user: user_from_row(&r)?,
-                password_hash: r.try_get("password_hash").map_err(|_| corrupt("hash"))?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(credential_from_row).transpose()
     }
 
     async fn set_password_hash(&self, id: UserId, phc: &str) -> Result<(), StoreError> {
