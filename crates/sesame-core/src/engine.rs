@@ -49,6 +49,8 @@ pub struct EngineConfig {
     pub signing_alg: SigningAlg,
     /// How long revoked sessions stay visible in the session list, seconds.
     pub revoked_session_visibility: i64,
+    /// Log full IP addresses (else they are masked to their network).
+    pub log_pii: bool,
 }
 
 /// Tokens handed to a client after login, register or refresh.
@@ -85,6 +87,21 @@ pub enum Registered {
     SignedIn(Box<Grant>),
     /// `require_verified_email`: the same answer whether or not the address existed.
     VerificationSent,
+}
+
+/// An IP address reduced to its network (IPv4 /24, IPv6 /48) for logs.
+pub fn mask_ip(ip: &str) -> String {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        Err(_) => "?".into(),
+    }
 }
 
 /// Per-request facts the engine needs.
@@ -274,6 +291,23 @@ impl Engine {
         ip: Option<&str>,
         detail: serde_json::Value,
     ) {
+        // Every security event is also a log line: ids are pseudonymous,
+        // the IP is masked unless `log_pii`, and no event carries a secret.
+        let shown_ip = ip.map(|i| {
+            if self.cfg.log_pii {
+                i.to_owned()
+            } else {
+                mask_ip(i)
+            }
+        });
+        tracing::info!(
+            event = kind,
+            user = user_id.map(tracing::field::display),
+            session = session_id.map(tracing::field::display),
+            ip = shown_ip,
+            detail = %detail,
+            "security event"
+        );
         let ev = AuditEvent {
             kind,
             user_id,
@@ -894,5 +928,17 @@ impl Engine {
             return Err(Error::field("claims", "must be at most 1 KiB"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask_ip;
+
+    #[test]
+    fn ips_are_masked_to_their_network() {
+        assert_eq!(mask_ip("203.0.113.77"), "203.0.113.0/24");
+        assert_eq!(mask_ip("2001:db8:1:2::5"), "2001:db8:1::/48");
+        assert_eq!(mask_ip("not an ip"), "?");
     }
 }

@@ -540,6 +540,7 @@ impl Config {
             hash_params: self.hash_params,
             signing_alg: self.signing_alg,
             revoked_session_visibility: self.revoked_session_visibility,
+            log_pii: self.log_pii,
         }
     }
 }
