@@ -1,6 +1,7 @@
 //! The handlers of §4. Each one is a thin translation: extract, call the
 //! engine, shape the answer (tokens in the body and/or cookies according to
-//! the session's transport).
+//! the session's transport). Login and refresh also record their outcome as
+//! metrics.
 
 use super::cookies::{self, REFRESH};
 use super::extract::{
@@ -145,8 +146,9 @@ pub(crate) async fn login(
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let ctx = login_ctx(&state, &headers, client, transport)?;
-    let grant = state.engine.login(&c.email, c.password, &ctx).await?;
-    Ok(token_response(&state, StatusCode::OK, &grant))
+    let result = state.engine.login(&c.email, c.password, &ctx).await;
+    crate::telemetry::login(&result);
+    Ok(token_response(&state, StatusCode::OK, &result?))
 }
 
 pub(crate) async fn refresh(
@@ -157,14 +159,16 @@ pub(crate) async fn refresh(
 ) -> Result<Response, ApiError> {
     let cookie = cookies::get(&headers, REFRESH)?;
     let in_body = body.and_then(|b| b.refresh_token);
-    let (token, channel) = match (cookie, in_body) {
-        (Some(_), Some(_)) => return Err(sesame_core::Error::TransportMismatch.into()),
-        (Some(c), None) => (c, Channel::Cookie),
-        (None, Some(b)) => (b, Channel::Body),
-        (None, None) => return Err(sesame_core::Error::RefreshTokenInvalid.into()),
+    // Every outcome, including the ones decided here, is one refresh attempt
+    // for the metrics.
+    let result = match (cookie, in_body) {
+        (Some(_), Some(_)) => Err(sesame_core::Error::TransportMismatch),
+        (Some(c), None) => state.engine.refresh(&c, Channel::Cookie, &client.0).await,
+        (None, Some(b)) => state.engine.refresh(&b, Channel::Body, &client.0).await,
+        (None, None) => Err(sesame_core::Error::RefreshTokenInvalid),
     };
-    let grant = state.engine.refresh(&token, channel, &client.0).await?;
-    Ok(token_response(&state, StatusCode::OK, &grant))
+    crate::telemetry::refresh(&result);
+    Ok(token_response(&state, StatusCode::OK, &result?))
 }
 
 pub(crate) async fn logout(
