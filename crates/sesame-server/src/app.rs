@@ -4,7 +4,7 @@
 //! route template, request tracing with secrets redacted.
 
 use crate::http::extract::{AppState, MAX_BODY};
-use crate::http::routes;
+use crate::http::{openapi, routes};
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -43,6 +43,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY))

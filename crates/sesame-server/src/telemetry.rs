@@ -135,7 +135,21 @@ pub fn router(handle: PrometheusHandle) -> Router {
 }
 
 /// Prometheus text exposition of every metric.
-fn exposition(handle: &PrometheusHandle) -> Response {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Served **only on the separate metrics listener** (`metrics_bind`, \
+        127.0.0.1:9090 by default, `none` disables it), never on the API listener. \
+        Labels never carry users, emails, tokens or raw paths.",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4",
+            body = String, content_type = "text/plain; version=0.0.4")
+    )
+)]
+pub(crate) fn exposition(handle: &PrometheusHandle) -> Response {
     let mut res = (StatusCode::OK, handle.render()).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
