@@ -68,6 +68,10 @@ pub struct Grant {
     pub session: Session,
     /// The user.
     pub user: User,
+    /// Whether this answers a parent token inside the grace window (§2) by
+    /// re-sending its successor, instead of a fresh rotation or login.
+    /// Operators count these apart, so the server needs to know.
+    pub grace: bool,
 }
 
 impl fmt::Debug for Grant {
@@ -76,6 +80,7 @@ impl fmt::Debug for Grant {
             .field("session", &self.session.id)
             .field("user", &self.user.id)
             .field("expires_in", &self.expires_in)
+            .field("grace", &self.grace)
             .finish_non_exhaustive()
     }
 }
@@ -585,6 +590,7 @@ impl Engine {
             refresh_expires_in: (refresh_end - now).max(0),
             session,
             user,
+            grace: false,
         })
     }
 
@@ -610,8 +616,8 @@ impl Engine {
         };
         let sid = token.session_id();
         let ip = device.ip.as_deref();
-        let session = match self.sessions.rotate(sid, &p, &self.cfg.rotation).await? {
-            RotationOutcome::Rotated(s) => s,
+        let (session, grace) = match self.sessions.rotate(sid, &p, &self.cfg.rotation).await? {
+            RotationOutcome::Rotated(s) => (s, false),
             RotationOutcome::Grace(s) => {
                 self.audit(
                     "refresh_grace_answer",
@@ -621,7 +627,7 @@ impl Engine {
                     json!({}),
                 )
                 .await;
-                s
+                (s, true)
             }
             RotationOutcome::NotFound => return Err(Error::RefreshTokenInvalid),
             RotationOutcome::Stale => return Err(Error::RefreshTokenStale),
@@ -659,7 +665,7 @@ impl Engine {
                     json!({ "class": class.as_str(), "revoked": revoked.len() }),
                 )
                 .await;
-                return Err(Error::RefreshTokenReused);
+                return Err(Error::RefreshTokenReused(class));
             }
         };
         let user = self
@@ -670,7 +676,9 @@ impl Engine {
         if user.disabled {
             return Err(Error::SessionRevoked(RevokeReason::AccountDisabled));
         }
-        self.grant(user, session, &successor)
+        let mut grant = self.grant(user, session, &successor)?;
+        grant.grace = grace;
+        Ok(grant)
     }
 
     /// Verifies an access token and checks that its session is live.

@@ -2,6 +2,7 @@
 //! `code` at the HTTP boundary; what a client learns is deliberately coarse
 //! (`InvalidToken` never says why), while logs keep the detail.
 
+use crate::rotation::ReuseClass;
 use crate::session::RevokeReason;
 use crate::store::StoreError;
 
@@ -42,9 +43,10 @@ pub enum Error {
     /// 401 `refresh_token_stale`.
     #[error("refresh token already rotated")]
     RefreshTokenStale,
-    /// 401 `refresh_token_reused`.
+    /// 401 `refresh_token_reused`. The class is for operators (logs and
+    /// metrics); clients only ever see the code.
     #[error("refresh token reuse detected; session revoked")]
-    RefreshTokenReused,
+    RefreshTokenReused(ReuseClass),
     /// 403 `email_not_verified` (only after a correct password).
     #[error("email address not verified")]
     EmailNotVerified,

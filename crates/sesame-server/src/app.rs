@@ -1,18 +1,18 @@
 //! The router: routes of §4 and the middleware around them — CSRF on every
 //! unsafe `/auth/` request, `Cache-Control: no-store`, cookie expiry when a
-//! session ends, body limit, problem+json for 404/405, request tracing with
-//! secrets redacted.
+//! session ends, body limit, problem+json for 404/405, request metrics by
+//! route template, request tracing with secrets redacted.
 
 use crate::http::extract::{AppState, MAX_BODY};
-use crate::http::routes;
+use crate::http::{openapi, routes};
 use crate::problem::ApiError;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Builds the whole application router.
@@ -43,6 +43,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -54,6 +55,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
+        // Outside the timeout, so requests that time out are counted as 503s.
+        .layer(middleware::from_fn(track_metrics))
         .layer(
             tower_http::sensitive_headers::SetSensitiveResponseHeadersLayer::new([
                 header::SET_COOKIE,
@@ -110,6 +113,23 @@ async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Respon
         return ApiError::csrf().into_response();
     }
     next.run(req).await
+}
+
+/// Counts and times every request. The route label is the matched route
+/// *template* (`/auth/sessions/{id}`), never the raw path: raw paths carry
+/// session ids and let any client create new series at will. `Router::layer`
+/// wraps each route after matching, so `MatchedPath` is present here for
+/// every routed request and absent only for the 404 fallback.
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = crate::telemetry::method_label(req.method());
+    let res = next.run(req).await;
+    crate::telemetry::http_request(route, method, res.status(), started.elapsed());
+    res
 }
 
 /// Expires Sesame's cookies on answers that end the session.

@@ -49,6 +49,7 @@ impl PooledHasher {
 }
 
 fn metrics_overloaded() {
+    crate::telemetry::overloaded();
     tracing::warn!("password hashing pool full: answering overloaded");
 }
 

@@ -1,5 +1,5 @@
 //! The `sesame` server: configuration, the HTTP API over the engine, the
-//! SQLite store wiring, background tasks and the CLI. Only this crate knows
+//! SQLite store wiring, background tasks, Prometheus metrics and the CLI. Only this crate knows
 //! HTTP; `anyhow` is used here and nowhere else.
 
 pub mod app;
@@ -8,3 +8,4 @@ pub mod hash_pool;
 pub mod http;
 pub mod problem;
 pub mod server;
+pub mod telemetry;

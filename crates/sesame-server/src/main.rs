@@ -166,6 +166,9 @@ async fn main() -> anyhow::Result<()> {
                 cfg.public_origin().ascii_serialization()
             );
             let running = server::start(listener, cfg, clock).await?;
+            if let Some(addr) = running.metrics_addr {
+                println!("sesame metrics on http://{addr}/metrics");
+            }
             tokio::select! {
                 r = running.wait() => r?,
                 _ = tokio::signal::ctrl_c() => {

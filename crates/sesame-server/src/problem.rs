@@ -191,7 +191,7 @@ impl From<Error> for ApiError {
                 "refresh_token_stale",
                 "The refresh token was already rotated; use the newer one",
             ),
-            Error::RefreshTokenReused => {
+            Error::RefreshTokenReused(_) => {
                 let mut e = Self::new(
                     S::UNAUTHORIZED,
                     "refresh_token_reused",

@@ -1,7 +1,9 @@
 //! Wiring: open the store, start the engine, build the router, run the
-//! background tasks (liveness sync ≤ 1 s, key-ring reload) and serve with
-//! graceful shutdown. Tests call [`start`] with a listener on 127.0.0.1:0 and
-//! a manual clock; `sesame serve` calls [`serve`].
+//! background tasks (liveness sync ≤ 1 s, key-ring reload, metrics upkeep)
+//! and serve with graceful shutdown — the API on the given listener and
+//! `/metrics` on a second one bound to `metrics_bind`. Tests call [`start`]
+//! with a listener on 127.0.0.1:0 and a manual clock; `sesame serve` calls
+//! [`serve`].
 
 use crate::app;
 use crate::config::Config;
@@ -100,12 +102,45 @@ pub async fn open_engine(
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The metrics listener's bound address (`None` when `metrics_bind` is
+    /// `"none"`).
+    pub metrics_addr: Option<SocketAddr>,
     /// The engine (for CLI-like operations in tests).
     pub engine: Arc<Engine>,
     store: SqliteStore,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    metrics: Option<MetricsServer>,
     background: Vec<JoinHandle<()>>,
+}
+
+/// The metrics listener's server, with its own graceful shutdown.
+#[derive(Debug)]
+struct MetricsServer {
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl MetricsServer {
+    fn spawn(listener: TcpListener, router: axum::Router) -> Self {
+        let (shutdown, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        Self { shutdown, task }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(());
+        self.task
+            .await
+            .context("metrics server task panicked")?
+            .context("metrics server error")
+    }
 }
 
 impl Running {
@@ -115,16 +150,26 @@ impl Running {
             let _ = tx.send(());
         }
         let res = (&mut self.server).await;
+        let metrics = match self.metrics.take() {
+            Some(m) => m.stop().await,
+            None => Ok(()),
+        };
         for t in &self.background {
             t.abort();
         }
         self.store.close().await;
-        res.context("server task panicked")?.context("server error")
+        res.context("server task panicked")?
+            .context("server error")?;
+        metrics
     }
 
     /// Waits until the server stops (ctrl-c handling is the caller's).
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let res = (&mut self.server).await;
+        // The API is gone, so the metrics listener has nothing left to report.
+        if let Some(m) = self.metrics.take() {
+            let _ = m.stop().await;
+        }
         self.store.close().await;
         res.context("server task panicked")?.context("server error")
     }
@@ -136,6 +181,19 @@ pub async fn start(
     config: Config,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
+    // Bound first, so a taken port fails the start before anything opens.
+    let metrics = match config.metrics_bind {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!(
+                    "binding the metrics listener {addr} (`metrics_bind`); choose a free address or \"none\""
+                )
+            })?;
+            let handle = crate::telemetry::install().context("`metrics_bind`")?;
+            Some((listener, handle))
+        }
+        None => None,
+    };
     let store = open_store(&config, clock.clone()).await?;
     let engine = open_engine(&config, store.clone(), clock.clone()).await?;
     engine
@@ -166,14 +224,22 @@ pub async fn start(
 
     let mut background = Vec::new();
     // Liveness: revocations made by other instances reach this one within a second.
+    // Its age is a metric because a stalled sync silently widens the window
+    // in which a revoked session's access tokens still work here.
     let (e, c) = (engine.clone(), clock.clone());
     background.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        // The sync just above succeeded.
+        let mut last_ok = tokio::time::Instant::now();
         loop {
             tick.tick().await;
-            if let Err(err) = e.revoked_set().sync(&**e.sessions(), c.now()).await {
-                tracing::warn!(error = %err, "revocation sync failed; falling back to store reads");
+            match e.revoked_set().sync(&**e.sessions(), c.now()).await {
+                Ok(_) => last_ok = tokio::time::Instant::now(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "revocation sync failed; falling back to store reads");
+                }
             }
+            crate::telemetry::revocation_sync_age(last_ok.elapsed());
         }
     }));
     let (e, every) = (engine.clone(), config.key_reload_duration());
@@ -189,6 +255,28 @@ pub async fn start(
     }));
 
     let addr = listener.local_addr()?;
+    let (metrics, metrics_addr) = match metrics {
+        Some((listener, handle)) => {
+            let addr = listener.local_addr()?;
+            let h = handle.clone();
+            background.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::telemetry::UPKEEP_EVERY);
+                loop {
+                    tick.tick().await;
+                    crate::telemetry::upkeep(&h);
+                }
+            }));
+            (
+                Some(MetricsServer::spawn(
+                    listener,
+                    crate::telemetry::router(handle),
+                )),
+                Some(addr),
+            )
+        }
+        None => (None, None),
+    };
+
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(
@@ -202,10 +290,12 @@ pub async fn start(
     });
     Ok(Running {
         addr,
+        metrics_addr,
         engine,
         store,
         shutdown: Some(tx),
         server,
+        metrics,
         background,
     })
 }

@@ -1,7 +1,9 @@
 //! The HTTP API: router, middleware (CSRF, no-store, cookie expiry), the
-//! extractors that turn requests into engine calls, and the handlers.
+//! extractors that turn requests into engine calls, the handlers, and the
+//! OpenAPI document generated from them.
 
 pub mod client_ip;
 pub mod cookies;
 pub mod extract;
+pub mod openapi;
 pub mod routes;

@@ -1,10 +1,20 @@
 //! The handlers of §4. Each one is a thin translation: extract, call the
 //! engine, shape the answer (tokens in the body and/or cookies according to
 //! the session's transport).
+//!
+//! Each handler carries its `#[utoipa::path]` description — body, header and
+//! cookie parameters, security and every problem code it can answer — so the
+//! OpenAPI document ([`super::openapi`]) is written next to the code it
+//! describes. Login and refresh also record their outcome as metrics.
 
 use super::cookies::{self, REFRESH};
 use super::extract::{
     AppState, Authenticated, Client, JsonBody, OptionalJson, RequestedTransport, access_token,
+};
+// Named only inside the `#[utoipa::path]` attributes below.
+use super::openapi::{
+    HealthStatus, Jwks, MeResponse, Problem, Readiness, RefreshCookie, ReplacedSessionCookie,
+    SessionList, TokenResponse, TransportHeader, VerificationSent,
 };
 use crate::problem::ApiError;
 use axum::Json;
@@ -19,23 +29,37 @@ use sesame_core::rotation::Channel;
 use sesame_core::session::{RevokeReason, Session, Transport, device_label};
 use sesame_core::store::User;
 
-#[derive(Deserialize)]
+/// An email address and password (register and login).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Credentials {
+    /// The account's email address.
+    #[schema(format = Email, example = "ada@example.com")]
     email: String,
+    /// The password (register: at least the configured length, not a
+    /// common password).
+    #[schema(format = Password)]
     password: String,
 }
 
-#[derive(Deserialize)]
+/// The refresh token, for bearer-transport sessions only; hybrid and cookie
+/// sessions send it as the `__Host-sesame_rt` cookie and no body.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RefreshBody {
+    /// The refresh token (`srt_…`) from the last token response.
     refresh_token: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A password change.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PasswordChange {
+    /// The current password (re-authentication).
+    #[schema(format = Password)]
     current_password: String,
+    /// The new password.
+    #[schema(format = Password)]
     new_password: String,
 }
 
@@ -119,6 +143,25 @@ fn login_ctx(
     })
 }
 
+/// Creates an account and, unless email verification is required, signs in.
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    params(TransportHeader, ReplacedSessionCookie),
+    request_body = Credentials,
+    responses(
+        (status = 201, description = "Account created and signed in.", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "`__Host-sesame_rt` (hybrid, cookie) and `__Host-sesame_at` (cookie) transports."))),
+        (status = 202, description = "Email verification required: a message is on its way (also answered for an address already registered, so accounts cannot be discovered).", body = VerificationSent),
+        (status = 400, description = "`invalid_request` (with `errors[]`) or `duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_rejected`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken` (only when email verification is not required).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`overloaded` or `storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -137,6 +180,25 @@ pub(crate) async fn register(
     }
 }
 
+/// Signs in with an email and password.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    params(TransportHeader, ReplacedSessionCookie),
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in.", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "`__Host-sesame_rt` (hybrid, cookie) and `__Host-sesame_at` (cookie) transports."))),
+        (status = 400, description = "`invalid_request` (with `errors[]`) or `duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: the same answer for an unknown email and a wrong password.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_rejected`; `account_disabled` or `email_not_verified` (both only after a correct password).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`session_limit_reached`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`overloaded` or `storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -145,10 +207,29 @@ pub(crate) async fn login(
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
     let ctx = login_ctx(&state, &headers, client, transport)?;
-    let grant = state.engine.login(&c.email, c.password, &ctx).await?;
-    Ok(token_response(&state, StatusCode::OK, &grant))
+    let result = state.engine.login(&c.email, c.password, &ctx).await;
+    crate::telemetry::login(&result);
+    Ok(token_response(&state, StatusCode::OK, &result?))
 }
 
+/// Rotates the refresh token (§2) and issues a new access token.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    params(RefreshCookie),
+    request_body(content = RefreshBody, description = "Bearer sessions only; hybrid and cookie sessions send no body (the document marks it optional)."),
+    responses(
+        (status = 200, description = "Rotated (or, inside the grace window, the successor re-sent).", body = TokenResponse,
+            headers(("Set-Cookie" = String, description = "The next `__Host-sesame_rt` (hybrid, cookie) and `__Host-sesame_at` (cookie)."))),
+        (status = 400, description = "`transport_mismatch` (token on the wrong channel, or on both; nothing rotates), `duplicate_cookie` or `invalid_request`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`refresh_token_invalid`, `refresh_token_stale`, `refresh_token_reused` (the session is ended), `session_revoked` (with `reason`) or `session_expired`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_rejected`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: a body without `Content-Type: application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -157,16 +238,34 @@ pub(crate) async fn refresh(
 ) -> Result<Response, ApiError> {
     let cookie = cookies::get(&headers, REFRESH)?;
     let in_body = body.and_then(|b| b.refresh_token);
-    let (token, channel) = match (cookie, in_body) {
-        (Some(_), Some(_)) => return Err(sesame_core::Error::TransportMismatch.into()),
-        (Some(c), None) => (c, Channel::Cookie),
-        (None, Some(b)) => (b, Channel::Body),
-        (None, None) => return Err(sesame_core::Error::RefreshTokenInvalid.into()),
+    // Every outcome, including the ones decided here, is one refresh attempt
+    // for the metrics.
+    let result = match (cookie, in_body) {
+        (Some(_), Some(_)) => Err(sesame_core::Error::TransportMismatch),
+        (Some(c), None) => state.engine.refresh(&c, Channel::Cookie, &client.0).await,
+        (None, Some(b)) => state.engine.refresh(&b, Channel::Body, &client.0).await,
+        (None, None) => Err(sesame_core::Error::RefreshTokenInvalid),
     };
-    let grant = state.engine.refresh(&token, channel, &client.0).await?;
-    Ok(token_response(&state, StatusCode::OK, &grant))
+    crate::telemetry::refresh(&result);
+    Ok(token_response(&state, StatusCode::OK, &result?))
 }
 
+/// Ends this session and expires Sesame's cookies.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    params(RefreshCookie),
+    security((), ("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 204, description = "Signed out; cookies expired.",
+            headers(("Set-Cookie" = String, description = "Expires `__Host-sesame_rt` and the access cookie."))),
+        (status = 400, description = "`duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token` (no usable access token and no refresh cookie) or `refresh_token_invalid`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_rejected`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -203,6 +302,21 @@ fn ended(state: &AppState) -> Response {
     res
 }
 
+/// Ends every session of the user, this one included.
+#[utoipa::path(
+    post,
+    path = "/auth/logout-all",
+    tag = "auth",
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 204, description = "Every session ended; cookies expired."),
+        (status = 400, description = "`duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token` (with `WWW-Authenticate`; deliberately not saying why), `session_revoked` (with `reason`) or `session_expired`.", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"` on `invalid_token`."))),
+        (status = 403, description = "`csrf_rejected`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn logout_all(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -220,6 +334,21 @@ pub(crate) async fn logout_all(
     Ok(ended(&state))
 }
 
+/// Ends every session of the user except this one.
+#[utoipa::path(
+    post,
+    path = "/auth/logout-others",
+    tag = "auth",
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 204, description = "The other sessions ended."),
+        (status = 400, description = "`duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token` (with `WWW-Authenticate`; deliberately not saying why), `session_revoked` (with `reason`) or `session_expired`.", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"` on `invalid_token`."))),
+        (status = 403, description = "`csrf_rejected`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn logout_others(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -237,6 +366,20 @@ pub(crate) async fn logout_others(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The user, the current session and the verified access-token claims.
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "auth",
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The caller.", body = MeResponse),
+        (status = 400, description = "`duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token` (with `WWW-Authenticate`; deliberately not saying why), `session_revoked` (with `reason`) or `session_expired`.", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"` on `invalid_token`."))),
+        (status = 503, description = "`storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn me(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -250,6 +393,20 @@ pub(crate) async fn me(
     })))
 }
 
+/// Live sessions, plus sessions ended within `revoked_session_visibility`.
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    tag = "auth",
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 200, description = "The user's sessions.", body = SessionList),
+        (status = 400, description = "`duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token` (with `WWW-Authenticate`; deliberately not saying why), `session_revoked` (with `reason`) or `session_expired`.", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"` on `invalid_token`."))),
+        (status = 503, description = "`storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn sessions(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -261,6 +418,23 @@ pub(crate) async fn sessions(
     Ok(Json(json!({ "sessions": sessions })))
 }
 
+/// Ends one of the caller's own sessions.
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{id}",
+    tag = "auth",
+    params(("id" = String, Path, description = "The session id (22 base64url characters).")),
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 204, description = "Ended (cookies are expired too when it is the current session)."),
+        (status = 400, description = "`duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token` (with `WWW-Authenticate`; deliberately not saying why), `session_revoked` (with `reason`) or `session_expired`.", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer error=\"invalid_token\"` on `invalid_token`."))),
+        (status = 403, description = "`csrf_rejected`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such session, or someone else's.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn revoke_session(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -278,6 +452,23 @@ pub(crate) async fn revoke_session(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Changes the password and ends every other session.
+#[utoipa::path(
+    post,
+    path = "/auth/password",
+    tag = "auth",
+    request_body = PasswordChange,
+    security(("bearer" = []), ("access_cookie" = [])),
+    responses(
+        (status = 204, description = "Changed; the other sessions ended."),
+        (status = 400, description = "`invalid_request` (with `errors[]`) or `duplicate_cookie`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials` (wrong current password), `invalid_token` (with `WWW-Authenticate`), `session_revoked` (with `reason`) or `session_expired`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`csrf_rejected`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`overloaded` or `storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn change_password(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
@@ -296,6 +487,16 @@ pub(crate) async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The public keys that verify access tokens.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "keys",
+    responses(
+        (status = 200, description = "The JWK set: the active key, the next one and retired keys whose tokens may still be live.", body = Jwks,
+            headers(("Cache-Control" = String, description = "`public, max-age=300, must-revalidate`"))),
+    )
+)]
 pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     let mut res = Json(state.engine.jwks()).into_response();
     res.headers_mut().insert(
@@ -305,10 +506,27 @@ pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     res
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive.", body = HealthStatus))
+)]
 pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Readiness: the store is reachable and its clock within 5 s of ours.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready: `reason` is `clock_skew` (with `skew_seconds`) or `storage_unavailable`.", body = Readiness),
+    )
+)]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let instance = state.engine.now();
     match state.engine.accounts().ping().await {

@@ -47,6 +47,9 @@ fn base_raw(db: &std::path::Path) -> RawConfig {
         refresh_key: Some(REFRESH_KEY.to_string().into()),
         public_url: Some("http://127.0.0.1:8080".into()),
         dev_secrets_file: Some(db.with_extension("secrets").display().to_string()),
+        // The default (127.0.0.1:9090) would collide between servers running
+        // in parallel; tests that need metrics bind 127.0.0.1:0.
+        metrics_bind: Some("none".into()),
         ..Default::default()
     }
 }
@@ -57,6 +60,14 @@ impl TestServer {
     }
 
     pub async fn with(f: impl Fn(&mut RawConfig) + Send + Sync + 'static) -> Self {
+        Self::try_with(f).await.expect("test server starts")
+    }
+
+    /// Like [`Self::with`], but a failing start is returned (as its full
+    /// error chain) instead of panicking.
+    pub async fn try_with(
+        f: impl Fn(&mut RawConfig) + Send + Sync + 'static,
+    ) -> Result<Self, String> {
         let mut s = Self {
             base: String::new(),
             clock: ManualClock::new(T0),
@@ -64,8 +75,8 @@ impl TestServer {
             tweak: Box::new(f),
             running: None,
         };
-        s.boot().await;
-        s
+        s.try_boot().await?;
+        Ok(s)
     }
 
     fn config(&self) -> config::Config {
@@ -75,12 +86,17 @@ impl TestServer {
     }
 
     async fn boot(&mut self) {
+        self.try_boot().await.unwrap();
+    }
+
+    async fn try_boot(&mut self) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.base = format!("http://{}", listener.local_addr().unwrap());
         let running = server::start(listener, self.config(), Arc::new(self.clock.clone()))
             .await
-            .unwrap();
+            .map_err(|e| format!("{e:#}"))?;
         self.running = Some(running);
+        Ok(())
     }
 
     /// Stops the server (in-flight requests finish) and starts a new one on
@@ -94,6 +110,12 @@ impl TestServer {
 
     pub fn engine(&self) -> &sesame_core::Engine {
         &self.running.as_ref().unwrap().engine
+    }
+
+    /// `http://<metrics listener>/metrics`, when `metrics_bind` is set.
+    pub fn metrics_url(&self) -> Option<String> {
+        let addr = self.running.as_ref()?.metrics_addr?;
+        Some(format!("http://{addr}/metrics"))
     }
 
     pub fn origin(&self) -> String {
