@@ -51,10 +51,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            deadline(request_timeout, req, next)
+        }))
+        .layer(middleware::from_fn(header_limit))
         // Outside the timeout, so requests that time out are counted as 503s.
         .layer(middleware::from_fn(track_metrics))
         .layer(
@@ -90,6 +90,38 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
             header::HeaderName::from_static("sesame-transport"),
         ])
         .max_age(Duration::from_secs(600))
+}
+
+/// Largest total size of a request's headers (names and values).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// 431 for requests whose headers exceed [`MAX_HEADER_BYTES`] (hyper's own
+/// limit is far larger).
+async fn header_limit(req: Request, next: Next) -> Response {
+    let total: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if total > MAX_HEADER_BYTES {
+        return ApiError::headers_too_large().into_response();
+    }
+    next.run(req).await
+}
+
+/// Bounds every request. The only awaits that can hang are store calls (the
+/// hashing pool is bounded and answers `overloaded`), so a request that runs
+/// out of time answers 503 `storage_unavailable` as problem+json.
+async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(?limit, "request timed out");
+            ApiError::storage_unavailable()
+                .detail("The request timed out")
+                .into_response()
+        }
+    }
 }
 
 /// CSRF (§4): unsafe requests need an allowed `Origin`, or without one an

@@ -204,22 +204,28 @@ async fn main() -> anyhow::Result<()> {
                         )?;
                         store.save_keys(&recs).await?;
                         println!("created the first signing keys");
-                        print_keys(&*server::open_engine(&cfg, store, clock).await?);
+                        print_keys(
+                            &*server::open_engine(&cfg, &server::Stores::sqlite(store), clock)
+                                .await?,
+                        );
                     } else {
-                        let engine = server::open_engine(&cfg, store, clock).await?;
+                        let engine =
+                            server::open_engine(&cfg, &server::Stores::sqlite(store), clock)
+                                .await?;
                         engine.rotate_keys(*revoke_old).await?;
                         print_keys(&engine);
                     }
                 }
                 KeysCmd::List => {
-                    let engine = server::open_engine(&cfg, store, clock).await?;
+                    let engine =
+                        server::open_engine(&cfg, &server::Stores::sqlite(store), clock).await?;
                     print_keys(&engine);
                 }
             }
         }
         Command::User(u) => {
             let store = server::open_store(&cfg, clock.clone()).await?;
-            let engine = server::open_engine(&cfg, store, clock).await?;
+            let engine = server::open_engine(&cfg, &server::Stores::sqlite(store), clock).await?;
             match u {
                 UserCmd::Add { email } => {
                     let pw = read_password()?;
@@ -256,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sessions(s) => {
             let store = server::open_store(&cfg, clock.clone()).await?;
-            let engine = server::open_engine(&cfg, store, clock).await?;
+            let engine = server::open_engine(&cfg, &server::Stores::sqlite(store), clock).await?;
             match s {
                 SessionsCmd::List { user } => {
                     let id = find_user(&engine, user).await?;

@@ -101,6 +101,15 @@ impl ApiError {
         )
     }
 
+    /// 431.
+    pub fn headers_too_large() -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "Request headers too large",
+        )
+    }
+
     /// 415.
     pub fn unsupported_media() -> Self {
         Self::new(

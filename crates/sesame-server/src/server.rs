@@ -11,10 +11,12 @@ use crate::hash_pool::PooledHasher;
 use crate::http::cookies::CookiePolicy;
 use crate::http::extract::{AppState, HttpSettings};
 use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretBox};
 use sesame_core::clock::Clock;
 use sesame_core::engine::{Engine, EngineParts};
 use sesame_core::refresh::RefreshKeys;
+use sesame_core::store::{AccountStore, SessionStore};
 use sesame_store_sqlx::{SqliteStore, SqliteStoreOptions};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,13 +56,51 @@ pub async fn connect_store(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Re
         })
 }
 
-/// The engine over `store`, with the server's bounded hashing pool.
+/// The stores a server runs on.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Users, credentials, keys, audit.
+    pub accounts: Arc<dyn AccountStore>,
+    /// Sessions, rotation, revocation.
+    pub sessions: Arc<dyn SessionStore>,
+    /// The pool to close on shutdown, when the server opened it.
+    closer: Option<SqliteStore>,
+}
+
+impl Stores {
+    /// One SQLite store serving both traits.
+    pub fn sqlite(store: SqliteStore) -> Self {
+        let arc = Arc::new(store.clone());
+        Self {
+            accounts: arc.clone(),
+            sessions: arc,
+            closer: Some(store),
+        }
+    }
+
+    /// Stores supplied by the caller (a library user, or tests wrapping a
+    /// store to inject faults); the caller closes them.
+    pub fn custom(accounts: Arc<dyn AccountStore>, sessions: Arc<dyn SessionStore>) -> Self {
+        Self {
+            accounts,
+            sessions,
+            closer: None,
+        }
+    }
+
+    async fn close(&self) {
+        if let Some(s) = &self.closer {
+            s.close().await;
+        }
+    }
+}
+
+/// The engine over `stores`, with the server's bounded hashing pool.
 pub async fn open_engine(
     config: &Config,
-    store: SqliteStore,
+    stores: &Stores,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Engine>> {
-    let store = Arc::new(store);
     let refresh_keys = RefreshKeys::new(
         config
             .secrets
@@ -76,8 +116,8 @@ pub async fn open_engine(
     )
     .context("`refresh_key`")?;
     let parts = EngineParts {
-        accounts: store.clone(),
-        sessions: store,
+        accounts: stores.accounts.clone(),
+        sessions: stores.sessions.clone(),
         clock,
         hasher: Arc::new(PooledHasher::new(
             config.hash_params,
@@ -107,7 +147,7 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The engine (for CLI-like operations in tests).
     pub engine: Arc<Engine>,
-    store: SqliteStore,
+    stores: Stores,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
     metrics: Option<MetricsServer>,
@@ -157,7 +197,7 @@ impl Running {
         for t in &self.background {
             t.abort();
         }
-        self.store.close().await;
+        self.stores.close().await;
         res.context("server task panicked")?
             .context("server error")?;
         metrics
@@ -170,7 +210,7 @@ impl Running {
         if let Some(m) = self.metrics.take() {
             let _ = m.stop().await;
         }
-        self.store.close().await;
+        self.stores.close().await;
         res.context("server task panicked")?.context("server error")
     }
 }
@@ -182,7 +222,13 @@ pub async fn start(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
     // Bound first, so a taken port fails the start before anything opens.
-    let metrics = match config.metrics_bind {
+    let metrics = bind_metrics(&config).await?;
+    let stores = Stores::sqlite(open_store(&config, clock.clone()).await?);
+    start_with_stores(listener, config, clock, stores, metrics).await
+}
+
+async fn bind_metrics(config: &Config) -> anyhow::Result<Option<(TcpListener, PrometheusHandle)>> {
+    match config.metrics_bind {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await.with_context(|| {
                 format!(
@@ -190,12 +236,31 @@ pub async fn start(
                 )
             })?;
             let handle = crate::telemetry::install().context("`metrics_bind`")?;
-            Some((listener, handle))
+            Ok(Some((listener, handle)))
         }
-        None => None,
-    };
-    let store = open_store(&config, clock.clone()).await?;
-    let engine = open_engine(&config, store.clone(), clock.clone()).await?;
+        None => Ok(None),
+    }
+}
+
+/// Like [`start`], on stores the caller provides.
+pub async fn start_with(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    stores: Stores,
+) -> anyhow::Result<Running> {
+    let metrics = bind_metrics(&config).await?;
+    start_with_stores(listener, config, clock, stores, metrics).await
+}
+
+async fn start_with_stores(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    stores: Stores,
+    metrics: Option<(TcpListener, PrometheusHandle)>,
+) -> anyhow::Result<Running> {
+    let engine = open_engine(&config, &stores, clock.clone()).await?;
     engine
         .revoked_set()
         .sync(&**engine.sessions(), clock.now())
@@ -213,7 +278,6 @@ pub async fn start(
                 .collect(),
             allowed_transports: config.allowed_transports.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
-            log_pii: config.log_pii,
         }),
         cookies: Arc::new(CookiePolicy {
             domain: config.cookie_domain.clone(),
@@ -292,7 +356,7 @@ pub async fn start(
         addr,
         metrics_addr,
         engine,
-        store,
+        stores,
         shutdown: Some(tx),
         server,
         metrics,

@@ -118,6 +118,20 @@ async fn malformed_bodies_and_headers() {
             a.text
         );
     }
+    // Oversized headers.
+    let huge = answer(
+        d.request(Method::GET, "/auth/me")
+            .header("x-filler", "a".repeat(20_000))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (huge.status.as_u16(), huge.code()),
+        (431, "headers_too_large")
+    );
+    assert!(huge.is_problem());
     // Duplicate cookies rotate nothing: the real cookie still works once.
     let mut dup = d.clone();
     let real = d.refresh_cookie.clone().unwrap();

@@ -29,8 +29,6 @@ pub struct HttpSettings {
     pub allowed_transports: Vec<Transport>,
     /// `trusted_proxies`.
     pub trusted_proxies: Vec<IpNet>,
-    /// `log_pii`.
-    pub log_pii: bool,
 }
 
 impl HttpSettings {

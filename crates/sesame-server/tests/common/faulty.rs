@@ -21,7 +21,10 @@ pub struct Faults {
 
 impl Faults {
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { down: AtomicBool::new(false), countdown: AtomicI64::new(-1) })
+        Arc::new(Self {
+            down: AtomicBool::new(false),
+            countdown: AtomicI64::new(-1),
+        })
     }
 
     pub fn set_down(&self, down: bool) {
@@ -108,15 +111,29 @@ impl<S: SessionStore> SessionStore for FaultyStore<S> {
         self.faults.check()?;
         self.inner.session(id).await
     }
-    async fn rotate(&self, id: SessionId, p: &Presented, policy: &RotationPolicy) -> Result<RotationOutcome, StoreError> {
+    async fn rotate(
+        &self,
+        id: SessionId,
+        p: &Presented,
+        policy: &RotationPolicy,
+    ) -> Result<RotationOutcome, StoreError> {
         self.faults.check()?;
         self.inner.rotate(id, p, policy).await
     }
-    async fn revoke(&self, id: SessionId, reason: RevokeReason) -> Result<Option<Session>, StoreError> {
+    async fn revoke(
+        &self,
+        id: SessionId,
+        reason: RevokeReason,
+    ) -> Result<Option<Session>, StoreError> {
         self.faults.check()?;
         self.inner.revoke(id, reason).await
     }
-    async fn revoke_user(&self, user: UserId, keep: Option<SessionId>, reason: RevokeReason) -> Result<Vec<SessionId>, StoreError> {
+    async fn revoke_user(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        reason: RevokeReason,
+    ) -> Result<Vec<SessionId>, StoreError> {
         self.faults.check()?;
         self.inner.revoke_user(user, keep, reason).await
     }
@@ -124,11 +141,19 @@ impl<S: SessionStore> SessionStore for FaultyStore<S> {
         self.faults.check()?;
         self.inner.revoke_all(reason).await
     }
-    async fn list_sessions(&self, user: UserId, since: UnixTime) -> Result<Vec<Session>, StoreError> {
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        since: UnixTime,
+    ) -> Result<Vec<Session>, StoreError> {
         self.faults.check()?;
         self.inner.list_sessions(user, since).await
     }
-    async fn revocations_after(&self, after: i64, limit: u32) -> Result<Vec<Revocation>, StoreError> {
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError> {
         self.faults.check()?;
         self.inner.revocations_after(after, limit).await
     }

@@ -4,6 +4,8 @@
 //! public HTTP API, plus the engine/store handles a CLI would also have.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod faulty;
+
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -25,8 +27,12 @@ pub struct TestServer {
     pub base: String,
     pub clock: ManualClock,
     pub db: PathBuf,
-    tweak: ConfigTweak,
+    tweak: Arc<ConfigTweak>,
     running: Option<Running>,
+    /// When set, the server runs on a store wrapper that fails on command.
+    pub faults: Option<Arc<faulty::Faults>>,
+    /// Siblings share the first server's database and do not delete it.
+    owns_db: bool,
 }
 
 fn temp_db() -> PathBuf {
@@ -72,11 +78,44 @@ impl TestServer {
             base: String::new(),
             clock: ManualClock::new(T0),
             db: temp_db(),
-            tweak: Box::new(f),
+            tweak: Arc::new(Box::new(f)),
             running: None,
+            faults: None,
+            owns_db: true,
         };
         s.try_boot().await?;
         Ok(s)
+    }
+
+    /// A server whose store fails on command (see [`faulty::Faults`]).
+    pub async fn with_faults(f: impl Fn(&mut RawConfig) + Send + Sync + 'static) -> Self {
+        let mut s = Self {
+            base: String::new(),
+            clock: ManualClock::new(T0),
+            db: temp_db(),
+            tweak: Arc::new(Box::new(f)),
+            running: None,
+            faults: Some(faulty::Faults::new()),
+            owns_db: true,
+        };
+        s.boot().await;
+        s
+    }
+
+    /// A second instance on the same database, configuration and clock: two
+    /// `sesame` processes behind one load balancer.
+    pub async fn sibling(&self) -> Self {
+        let mut s = Self {
+            base: String::new(),
+            clock: self.clock.clone(),
+            db: self.db.clone(),
+            tweak: self.tweak.clone(),
+            running: None,
+            faults: None,
+            owns_db: false,
+        };
+        s.boot().await;
+        s
     }
 
     fn config(&self) -> config::Config {
@@ -92,9 +131,26 @@ impl TestServer {
     async fn try_boot(&mut self) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.base = format!("http://{}", listener.local_addr().unwrap());
-        let running = server::start(listener, self.config(), Arc::new(self.clock.clone()))
-            .await
-            .map_err(|e| format!("{e:#}"))?;
+        let clock = Arc::new(self.clock.clone());
+        let running = match &self.faults {
+            None => server::start(listener, self.config(), clock).await,
+            Some(faults) => {
+                let opts = sesame_store_sqlx::SqliteStoreOptions::new(format!(
+                    "sqlite://{}",
+                    self.db.display()
+                ));
+                let store = sesame_store_sqlx::SqliteStore::open(&opts, clock.clone())
+                    .await
+                    .unwrap();
+                let wrapped = Arc::new(faulty::FaultyStore {
+                    inner: store,
+                    faults: faults.clone(),
+                });
+                let stores = server::Stores::custom(wrapped.clone(), wrapped);
+                server::start_with(listener, self.config(), clock, stores).await
+            }
+        }
+        .map_err(|e| format!("{e:#}"))?;
         self.running = Some(running);
         Ok(())
     }
@@ -148,6 +204,9 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        if !self.owns_db {
+            return;
+        }
         for ext in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{ext}", self.db.display()));
         }
