@@ -64,6 +64,14 @@ enum KeysCmd {
     },
     /// List the key ring.
     List,
+    /// Re-seal every signing key under a new master key (master-key
+    /// rotation). The new key is read from a file, never argv; afterwards set
+    /// `master_key` to it and restart every instance.
+    Rewrap {
+        /// File holding the new master key (base64 of 32 bytes).
+        #[arg(long)]
+        new_master_key_file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,12 +177,8 @@ async fn main() -> anyhow::Result<()> {
             if let Some(addr) = running.metrics_addr {
                 println!("sesame metrics on http://{addr}/metrics");
             }
-            tokio::select! {
-                r = running.wait() => r?,
-                _ = tokio::signal::ctrl_c() => {
-                    println!("sesame: shutting down");
-                }
-            }
+            running.run_until(shutdown_signal()).await?;
+            println!("sesame: stopped");
         }
         Command::Migrate { check } => {
             let store = server::connect_store(&cfg, clock).await?;
@@ -220,6 +224,25 @@ async fn main() -> anyhow::Result<()> {
                     let engine =
                         server::open_engine(&cfg, &server::Stores::sqlite(store), clock).await?;
                     print_keys(&engine);
+                }
+                KeysCmd::Rewrap {
+                    new_master_key_file,
+                } => {
+                    let new = read_master_key(new_master_key_file)?;
+                    let old = &cfg.secrets.master_key;
+                    let records = store.load_keys().await?;
+                    let rewrapped = records
+                        .iter()
+                        .map(|r| r.rewrap(old, &new))
+                        .collect::<Result<Vec<_>, _>>()
+                        .context("opening the stored keys with the current `master_key`")?;
+                    // Prove the new key opens every record before anything is written.
+                    sesame_core::keys::KeyRing::open(&rewrapped, &new)?;
+                    store.save_keys(&rewrapped).await?;
+                    println!(
+                        "re-sealed {} signing keys; now set `master_key` to the new key and restart every instance",
+                        rewrapped.len()
+                    );
                 }
             }
         }
@@ -317,6 +340,45 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Resolves on SIGINT (ctrl-c) or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    println!("sesame: shutting down (in-flight requests finish first)");
+}
+
+fn read_master_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the new master key from {}", path.display()))?;
+    let bytes = sesame_core::crypto::b64_decode(
+        text.trim()
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_")
+            .as_str(),
+    )
+    .context("the new master key is not base64")?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the new master key must be exactly 32 bytes"))
 }
 
 fn print_keys(engine: &sesame_core::Engine) {

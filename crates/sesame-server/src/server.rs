@@ -213,6 +213,25 @@ impl Running {
         self.stores.close().await;
         res.context("server task panicked")?.context("server error")
     }
+
+    /// Serves until `signal` completes, then shuts down gracefully
+    /// ([`Running::stop`]); returns early if the server fails by itself.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            res = &mut self.server => {
+                if let Some(m) = self.metrics.take() {
+                    let _ = m.stop().await;
+                }
+                self.stores.close().await;
+                return res.context("server task panicked")?.context("server error");
+            }
+            () = signal => {}
+        }
+        self.stop().await
+    }
 }
 
 /// Starts serving on `listener` with `config`, reading time from `clock`.

@@ -142,8 +142,16 @@ fn serve_prints_mode_and_url_and_cli_manages_users_and_sessions() {
             .status()
     });
     assert_eq!(status, 200);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // SIGTERM shuts down gracefully and exits 0.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?} {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
     assert!(
         dir.0.join("sesame-dev.secrets").exists(),
         "development secrets are kept"
