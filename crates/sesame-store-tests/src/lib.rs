@@ -11,6 +11,8 @@
 //! missing backend fail).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod proxy;
+
 use sesame_core::ids::{Email, SessionId, UserId};
 use sesame_core::keys::{KeyState, SigningAlg, initial_records, rotate_records};
 use sesame_core::rotation::{Channel, Presented, ReuseClass, RotationPolicy};
