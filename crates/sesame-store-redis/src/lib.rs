@@ -1,0 +1,2 @@
+//! Sesame's Redis session store (work in progress).
+#![deny(missing_docs)]

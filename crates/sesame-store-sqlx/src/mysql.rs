@@ -1,0 +1,1 @@
+//! MariaDB / MySQL store (work in progress).
