@@ -54,7 +54,14 @@ pub const KEYS: &[&str] = &[
     "public_url",
     "allowed_origins",
     "database_url",
+    "database_url_file",
     "session_store_url",
+    "session_store_url_file",
+    "session_store_prefix",
+    "allow_volatile_session_store",
+    "database_max_connections",
+    "database_acquire_timeout",
+    "database_statement_timeout",
     "issuer",
     "audience",
     "access_ttl",
@@ -104,8 +111,15 @@ const LIST_KEYS: &[&str] = &[
     "refresh_keys_previous",
 ];
 
-/// Keys whose values must never appear in an error message.
-const SECRET_KEYS: &[&str] = &["master_key", "refresh_key", "refresh_keys_previous"];
+/// Keys whose values must never appear in an error message (the URLs may
+/// carry a password).
+const SECRET_KEYS: &[&str] = &[
+    "master_key",
+    "refresh_key",
+    "refresh_keys_previous",
+    "database_url",
+    "session_store_url",
+];
 
 /// The environment variable naming the TOML file.
 pub const CONFIG_ENV: &str = "SESAME_CONFIG";
@@ -179,8 +193,15 @@ pub struct RawConfig {
     pub bind: Option<String>,
     pub public_url: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
-    pub database_url: Option<String>,
-    pub session_store_url: Option<String>,
+    pub database_url: Option<SecretString>,
+    pub database_url_file: Option<String>,
+    pub session_store_url: Option<SecretString>,
+    pub session_store_url_file: Option<String>,
+    pub session_store_prefix: Option<String>,
+    pub allow_volatile_session_store: Option<bool>,
+    pub database_max_connections: Option<i64>,
+    pub database_acquire_timeout: Option<String>,
+    pub database_statement_timeout: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub access_ttl: Option<String>,
@@ -415,6 +436,109 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which SQL database `database_url` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `sqlite:` — the embedded default.
+    Sqlite,
+    /// `postgres:` or `postgresql:`.
+    Postgres,
+    /// `mysql:` or `mariadb:` (one driver; MariaDB is tested, MySQL 8
+    /// expected to work).
+    MySql,
+}
+
+impl DatabaseKind {
+    /// The database's name, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+            Self::MySql => "MariaDB/MySQL",
+        }
+    }
+}
+
+/// `database_url`, typed by its scheme. `Debug` masks the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    /// The driver.
+    pub kind: DatabaseKind,
+    /// The URL as the driver takes it (`mariadb:` rewritten to `mysql:`).
+    pub url: String,
+}
+
+impl DatabaseUrl {
+    /// The URL with any password replaced by `***`, for display.
+    pub fn masked(&self) -> String {
+        match self.kind {
+            DatabaseKind::Sqlite => self.url.clone(),
+            _ => mask_url(&self.url),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseUrl")
+            .field("kind", &self.kind)
+            .field("url", &self.masked())
+            .finish()
+    }
+}
+
+/// `session_store_url`: a `redis://` URL. `Debug` masks the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionStoreUrl {
+    /// The URL as configured.
+    pub url: String,
+}
+
+impl SessionStoreUrl {
+    /// The URL with any password replaced by `***`, for display.
+    pub fn masked(&self) -> String {
+        mask_url(&self.url)
+    }
+}
+
+impl fmt::Debug for SessionStoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionStoreUrl")
+            .field("url", &self.masked())
+            .finish()
+    }
+}
+
+/// A URL with its password, and query parameters that carry one, replaced
+/// by `***`.
+fn mask_url(text: &str) -> String {
+    let Ok(mut url) = Url::parse(text) else {
+        return "[unparsable URL]".to_owned();
+    };
+    if url.password().is_some() && url.set_password(Some("***")).is_err() {
+        return "[URL with a password]".to_owned();
+    }
+    let secret_param = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        k.contains("password") || k == "pass" || k == "passwd"
+    };
+    if url.query_pairs().any(|(k, _)| secret_param(&k)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret_param(&k) {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
+}
+
 /// Secret key material. `Debug` shows which keys exist, never their bytes.
 pub struct Secrets {
     /// Seals signing keys, TOTP secrets and other data at rest (AES-256-GCM).
@@ -446,8 +570,20 @@ pub struct Config {
     pub public_url: Url,
     /// Deduplicated; each is a tuple origin (`http`/`https`).
     pub allowed_origins: Vec<Origin>,
-    /// Only `sqlite:` URLs so far, which carry no password.
-    pub database_url: String,
+    /// Accounts, and sessions unless `session_store_url` is set.
+    pub database_url: DatabaseUrl,
+    /// Sessions in Redis instead of `database_url`.
+    pub session_store_url: Option<SessionStoreUrl>,
+    /// Prefix of every Redis key.
+    pub session_store_prefix: String,
+    /// Production accepts a Redis without AOF.
+    pub allow_volatile_session_store: bool,
+    /// Pool size of the SQL store.
+    pub database_max_connections: u32,
+    /// Seconds a store call waits for a pooled connection.
+    pub database_acquire_timeout: i64,
+    /// Seconds one statement (or Redis command) may run.
+    pub database_statement_timeout: i64,
     pub issuer: String,
     pub audience: String,
     pub access_ttl: i64,
@@ -500,6 +636,16 @@ impl Config {
     /// `request_timeout` as a [`Duration`].
     pub fn request_timeout_duration(&self) -> Duration {
         Duration::from_secs(self.request_timeout.unsigned_abs())
+    }
+
+    /// `database_acquire_timeout` as a [`Duration`].
+    pub fn database_acquire_duration(&self) -> Duration {
+        Duration::from_secs(self.database_acquire_timeout.unsigned_abs())
+    }
+
+    /// `database_statement_timeout` as a [`Duration`].
+    pub fn database_statement_duration(&self) -> Duration {
+        Duration::from_secs(self.database_statement_timeout.unsigned_abs())
     }
 
     /// `key_reload_interval` as a [`Duration`].
@@ -587,14 +733,50 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         &allowed_transports,
     )?;
 
-    let database_url = parse_database_url(raw.database_url.as_deref())?;
-    if raw.session_store_url.is_some() {
-        return err(
-            "session_store_url",
-            "is not supported yet in this build (a Redis session store comes later); \
-             unset it to keep sessions in database_url",
-        );
-    }
+    // Storage.
+    let database_url = parse_database_url(sourced(
+        "database_url",
+        raw.database_url,
+        raw.database_url_file,
+    )?)?;
+    let session_store_url = sourced(
+        "session_store_url",
+        raw.session_store_url,
+        raw.session_store_url_file,
+    )?
+    .map(parse_session_store_url)
+    .transpose()?;
+    let session_store_prefix = parse_key_prefix(raw.session_store_prefix)?;
+    let allow_volatile_session_store = raw.allow_volatile_session_store.unwrap_or(false);
+    let database_max_connections: u32 = int(
+        "database_max_connections",
+        raw.database_max_connections,
+        16,
+        1,
+        1000,
+    )?;
+    let database_acquire_timeout = duration(
+        "database_acquire_timeout",
+        raw.database_acquire_timeout.as_deref(),
+        5,
+    )?;
+    in_range(
+        "database_acquire_timeout",
+        database_acquire_timeout,
+        1,
+        3600,
+    )?;
+    let database_statement_timeout = duration(
+        "database_statement_timeout",
+        raw.database_statement_timeout.as_deref(),
+        5,
+    )?;
+    in_range(
+        "database_statement_timeout",
+        database_statement_timeout,
+        1,
+        3600,
+    )?;
 
     let issuer = match raw.issuer {
         None => public_url.origin().ascii_serialization(),
@@ -788,6 +970,12 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         public_url,
         allowed_origins,
         database_url,
+        session_store_url,
+        session_store_prefix,
+        allow_volatile_session_store,
+        database_max_connections,
+        database_acquire_timeout,
+        database_statement_timeout,
         issuer,
         audience,
         access_ttl,
@@ -927,23 +1115,98 @@ fn parse_ip_net(s: &str) -> Result<IpNet, ConfigError> {
         })
 }
 
-fn parse_database_url(raw: Option<&str>) -> Result<String, ConfigError> {
-    let url = raw.unwrap_or("sqlite://sesame.db");
-    if url.starts_with("sqlite:") {
-        return Ok(url.to_owned());
+fn parse_database_url(src: Option<Sourced>) -> Result<DatabaseUrl, ConfigError> {
+    let Some(src) = src else {
+        return Ok(DatabaseUrl {
+            kind: DatabaseKind::Sqlite,
+            url: "sqlite://sesame.db".to_owned(),
+        });
+    };
+    let setting = src.setting.as_str();
+    let text = src.value.expose_secret().trim();
+    // The URL itself is never echoed: it may carry a password.
+    let scheme = text
+        .split_once(':')
+        .map_or_else(String::new, |(s, _)| s.to_ascii_lowercase());
+    let kind = match scheme.as_str() {
+        "sqlite" => {
+            return Ok(DatabaseUrl {
+                kind: DatabaseKind::Sqlite,
+                url: text.to_owned(),
+            });
+        }
+        "postgres" | "postgresql" => DatabaseKind::Postgres,
+        "mysql" | "mariadb" => DatabaseKind::MySql,
+        _ => {
+            return err(
+                setting,
+                "must be a database URL: sqlite://sesame.db, \
+                 postgres://user:password@host:5432/database or \
+                 mysql://user:password@host:3306/database (mariadb:// is accepted too)",
+            );
+        }
+    };
+    Url::parse(text)
+        .map_err(|e| ConfigError::new(setting, format!("is not a valid {scheme}: URL ({e})")))?;
+    // MariaDB speaks the MySQL protocol: one driver, one scheme.
+    let url = if scheme == "mariadb" {
+        format!("mysql{}", &text[scheme.len()..])
+    } else {
+        text.to_owned()
+    };
+    Ok(DatabaseUrl { kind, url })
+}
+
+fn parse_session_store_url(src: Sourced) -> Result<SessionStoreUrl, ConfigError> {
+    let setting = src.setting.as_str();
+    let text = src.value.expose_secret().trim();
+    let scheme = text
+        .split_once(':')
+        .map_or_else(String::new, |(s, _)| s.to_ascii_lowercase());
+    match scheme.as_str() {
+        "redis" => {}
+        "rediss" => {
+            return err(
+                setting,
+                "rediss:// (Redis over TLS) is not supported in this build; use redis:// \
+                 on a private network or through a TLS tunnel",
+            );
+        }
+        _ => {
+            return err(
+                setting,
+                "must be a Redis URL like redis://127.0.0.1:6379 or \
+                 redis://:password@host:6379/0; unset it to keep sessions in database_url",
+            );
+        }
     }
-    // The URL itself is not echoed: it may carry a password.
-    let scheme = url.split_once(':').map_or("", |(s, _)| s);
-    match scheme {
-        "postgres" | "postgresql" | "mysql" | "mariadb" => err(
-            "database_url",
-            format!("{scheme}: is not supported yet in this build; use a sqlite: URL"),
-        ),
-        _ => err(
-            "database_url",
-            "must be a database URL such as sqlite://sesame.db",
-        ),
+    let url = Url::parse(text)
+        .map_err(|e| ConfigError::new(setting, format!("is not a valid redis: URL ({e})")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return err(setting, "has no host; write redis://host:6379");
     }
+    Ok(SessionStoreUrl {
+        url: text.to_owned(),
+    })
+}
+
+fn parse_key_prefix(raw: Option<String>) -> Result<String, ConfigError> {
+    let Some(prefix) = raw else {
+        return Ok("sesame:".to_owned());
+    };
+    if prefix.is_empty() || prefix.len() > 64 {
+        return err(
+            "session_store_prefix",
+            "must be 1 to 64 characters, like \"sesame:\"",
+        );
+    }
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return err(
+            "session_store_prefix",
+            format!("must not contain spaces or control characters, not {prefix:?}"),
+        );
+    }
+    Ok(prefix)
 }
 
 fn parse_transports(raw: Option<&[String]>) -> Result<Vec<Transport>, ConfigError> {
@@ -1585,7 +1848,16 @@ mod tests {
         assert_eq!(c.public_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(c.issuer, "http://127.0.0.1:8080");
         assert_eq!(c.audience, "sesame");
-        assert_eq!(c.database_url, "sqlite://sesame.db");
+        assert_eq!(c.database_url.kind, DatabaseKind::Sqlite);
+        assert_eq!(c.database_url.url, "sqlite://sesame.db");
+        assert_eq!(c.session_store_url, None);
+        assert_eq!(c.session_store_prefix, "sesame:");
+        assert!(!c.allow_volatile_session_store);
+        assert_eq!(c.database_max_connections, 16);
+        assert_eq!(
+            (c.database_acquire_timeout, c.database_statement_timeout),
+            (5, 5)
+        );
         assert_eq!(
             (c.access_ttl, c.refresh_ttl, c.session_max_age),
             (600, 7 * 86_400, 30 * 86_400)
@@ -2010,17 +2282,66 @@ mod tests {
             ),
             (
                 RawConfig {
-                    database_url: Some("postgres://u:pw@db/sesame".into()),
+                    database_url: Some("mongodb://u:pw@db/sesame".into()),
                     ..dev(&secrets)
                 },
                 "database_url",
             ),
             (
                 RawConfig {
-                    session_store_url: Some("redis://localhost".into()),
+                    database_url: Some("postgres://u:pw@db:99999/sesame".into()),
+                    ..dev(&secrets)
+                },
+                "database_url",
+            ),
+            (
+                RawConfig {
+                    session_store_url: Some("rediss://u:pw@cache:6380".into()),
                     ..dev(&secrets)
                 },
                 "session_store_url",
+            ),
+            (
+                RawConfig {
+                    session_store_url: Some("memcached://u:pw@cache".into()),
+                    ..dev(&secrets)
+                },
+                "session_store_url",
+            ),
+            (
+                RawConfig {
+                    session_store_prefix: Some(String::new()),
+                    ..dev(&secrets)
+                },
+                "session_store_prefix",
+            ),
+            (
+                RawConfig {
+                    database_max_connections: Some(0),
+                    ..dev(&secrets)
+                },
+                "database_max_connections",
+            ),
+            (
+                RawConfig {
+                    database_max_connections: Some(1001),
+                    ..dev(&secrets)
+                },
+                "database_max_connections",
+            ),
+            (
+                RawConfig {
+                    database_acquire_timeout: Some("0".into()),
+                    ..dev(&secrets)
+                },
+                "database_acquire_timeout",
+            ),
+            (
+                RawConfig {
+                    database_statement_timeout: Some("2h".into()),
+                    ..dev(&secrets)
+                },
+                "database_statement_timeout",
             ),
             (
                 RawConfig {
@@ -2065,6 +2386,130 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.rotation_policy().idle_ttl, None);
+    }
+
+    #[test]
+    fn database_urls_select_the_driver_and_hide_passwords() {
+        let secrets = TempFile::new("db-urls");
+        let with = |url: &str| {
+            validate(RawConfig {
+                database_url: Some(url.into()),
+                ..dev(&secrets)
+            })
+            .unwrap()
+        };
+        for (url, kind) in [
+            ("sqlite://sesame.db", DatabaseKind::Sqlite),
+            ("sqlite::memory:", DatabaseKind::Sqlite),
+            ("postgres://u:hunter2@db/sesame", DatabaseKind::Postgres),
+            ("postgresql://u@db:5432/sesame", DatabaseKind::Postgres),
+            ("mysql://root:hunter2@db:3306/sesame", DatabaseKind::MySql),
+            ("mariadb://root@db/sesame", DatabaseKind::MySql),
+        ] {
+            let c = with(url);
+            assert_eq!(c.database_url.kind, kind, "{url}");
+            let debug = format!("{c:?}");
+            assert!(!debug.contains("hunter2"), "{debug}");
+        }
+        // One driver for MariaDB and MySQL.
+        assert_eq!(
+            with("mariadb://root@db/sesame").database_url.url,
+            "mysql://root@db/sesame"
+        );
+        let c = with("postgres://u:hunter2@db/sesame?sslmode=require&password=hunter2");
+        assert_eq!(
+            c.database_url.masked(),
+            "postgres://u:***@db/sesame?sslmode=require&password=***"
+        );
+        assert_eq!(
+            c.database_url.url,
+            "postgres://u:hunter2@db/sesame?sslmode=require&password=hunter2"
+        );
+
+        // The secret-file form, and never both.
+        let file = TempFile::with("db-url", "postgres://u:hunter2@db/sesame\n");
+        let c = validate(RawConfig {
+            database_url_file: Some(file.path_string()),
+            ..dev(&secrets)
+        })
+        .unwrap();
+        assert_eq!(c.database_url.url, "postgres://u:hunter2@db/sesame");
+        let both = validate(RawConfig {
+            database_url: Some("sqlite://x.db".into()),
+            database_url_file: Some(file.path_string()),
+            ..dev(&secrets)
+        });
+        assert_eq!(setting_of(both), "database_url");
+        let bad = TempFile::with("db-url-bad", "oracle://u:hunter2@db\n");
+        let e = validate(RawConfig {
+            database_url_file: Some(bad.path_string()),
+            ..dev(&secrets)
+        })
+        .unwrap_err();
+        assert_eq!(e.setting, "database_url_file");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+
+        // A value of the wrong type in the file does not echo it either.
+        let toml = TempFile::with("db-url.toml", "database_url = [\"hunter2\"]\n");
+        let e = load_raw(Some(&toml.0), &env(&[])).unwrap_err();
+        assert_eq!(e.setting, "database_url");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn redis_session_store_settings() {
+        let secrets = TempFile::new("redis");
+        let c = validate(RawConfig {
+            session_store_url: Some("redis://:hunter2@cache:6379/2".into()),
+            session_store_prefix: Some("app1:".into()),
+            allow_volatile_session_store: Some(true),
+            database_max_connections: Some(40),
+            database_acquire_timeout: Some("2s".into()),
+            database_statement_timeout: Some("1500ms".into()),
+            ..dev(&secrets)
+        });
+        // Durations are whole seconds.
+        assert_eq!(setting_of(c), "database_statement_timeout");
+        let c = validate(RawConfig {
+            session_store_url: Some("redis://:hunter2@cache:6379/2".into()),
+            session_store_prefix: Some("app1:".into()),
+            allow_volatile_session_store: Some(true),
+            database_max_connections: Some(40),
+            database_acquire_timeout: Some("2s".into()),
+            database_statement_timeout: Some("3".into()),
+            ..dev(&secrets)
+        })
+        .unwrap();
+        let url = c.session_store_url.as_ref().unwrap();
+        assert_eq!(url.url, "redis://:hunter2@cache:6379/2");
+        assert_eq!(url.masked(), "redis://:***@cache:6379/2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.session_store_prefix, "app1:");
+        assert!(c.allow_volatile_session_store);
+        assert_eq!(c.database_max_connections, 40);
+        assert_eq!(c.database_acquire_duration(), Duration::from_secs(2));
+        assert_eq!(c.database_statement_duration(), Duration::from_secs(3));
+
+        let file = TempFile::with("redis-url", "redis://127.0.0.1:6379\n");
+        let c = validate(RawConfig {
+            session_store_url_file: Some(file.path_string()),
+            ..dev(&secrets)
+        })
+        .unwrap();
+        assert_eq!(c.session_store_url.unwrap().url, "redis://127.0.0.1:6379");
+        let e = validate(RawConfig {
+            session_store_url: Some("rediss://:hunter2@cache:6380".into()),
+            ..dev(&secrets)
+        })
+        .unwrap_err();
+        assert!(e.message.contains("not supported in this build"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = validate(RawConfig {
+            session_store_prefix: Some("a b".into()),
+            ..dev(&secrets)
+        })
+        .unwrap_err();
+        assert_eq!(e.setting, "session_store_prefix");
     }
 
     #[test]

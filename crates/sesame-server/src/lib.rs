@@ -1,6 +1,7 @@
 //! The `sesame` server: configuration, the HTTP API over the engine, the
-//! SQLite store wiring, background tasks, Prometheus metrics and the CLI. Only this crate knows
-//! HTTP; `anyhow` is used here and nowhere else.
+//! store wiring (SQLite, PostgreSQL, MariaDB, Redis), background tasks,
+//! Prometheus metrics and the CLI. Only this crate knows HTTP; `anyhow` is
+//! used here and nowhere else.
 
 pub mod app;
 pub mod config;

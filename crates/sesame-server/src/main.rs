@@ -8,7 +8,6 @@ use clap::{Parser, Subcommand};
 use sesame_core::clock::{Clock, SystemClock};
 use sesame_core::ids::{Email, SessionId, UserId};
 use sesame_core::session::RevokeReason;
-use sesame_core::store::AccountStore as _;
 use sesame_server::config::{self, Config, LogFormat};
 use sesame_server::server;
 use std::collections::HashMap;
@@ -130,6 +129,16 @@ fn init_tracing(cfg: &Config) {
     }
 }
 
+/// The configured stores for an operations command, on the stores' own
+/// clocks like `serve`.
+async fn open_stores(
+    cfg: &Config,
+    clock: Arc<dyn Clock>,
+    migrate: bool,
+) -> anyhow::Result<server::Stores> {
+    server::open_stores(cfg, clock, server::StoreTime::Database, migrate).await
+}
+
 fn read_password() -> anyhow::Result<String> {
     eprint!("password (read from stdin): ");
     let mut line = String::new();
@@ -181,48 +190,45 @@ async fn main() -> anyhow::Result<()> {
             println!("sesame: stopped");
         }
         Command::Migrate { check } => {
-            let store = server::connect_store(&cfg, clock).await?;
-            let pending = store.pending_migrations().await?;
+            // Opened without migrating: `--check` applies nothing.
+            let stores = open_stores(&cfg, clock, false).await?;
+            let pending = stores.pending_migrations().await?;
             for p in &pending {
                 println!("pending: {p}");
             }
             if pending.is_empty() {
                 println!("database is up to date");
             } else if *check {
+                stores.close().await;
                 std::process::exit(1);
             } else {
-                store.migrate().await?;
+                stores.migrate().await?;
                 println!("applied {} migration(s)", pending.len());
             }
+            stores.close().await;
         }
         Command::Keys(k) => {
-            let store = server::open_store(&cfg, clock.clone()).await?;
+            let stores = open_stores(&cfg, clock.clone(), true).await?;
             match k {
                 KeysCmd::Rotate { revoke_old } => {
-                    if store.load_keys().await?.is_empty() {
+                    if stores.accounts.load_keys().await?.is_empty() {
                         // How production creates its first keys: an active and a next key.
                         let recs = sesame_core::keys::initial_records(
                             cfg.signing_alg,
                             clock.now(),
                             &cfg.secrets.master_key,
                         )?;
-                        store.save_keys(&recs).await?;
+                        stores.accounts.save_keys(&recs).await?;
                         println!("created the first signing keys");
-                        print_keys(
-                            &*server::open_engine(&cfg, &server::Stores::sqlite(store), clock)
-                                .await?,
-                        );
+                        print_keys(&*server::open_engine(&cfg, &stores, clock).await?);
                     } else {
-                        let engine =
-                            server::open_engine(&cfg, &server::Stores::sqlite(store), clock)
-                                .await?;
+                        let engine = server::open_engine(&cfg, &stores, clock).await?;
                         engine.rotate_keys(*revoke_old).await?;
                         print_keys(&engine);
                     }
                 }
                 KeysCmd::List => {
-                    let engine =
-                        server::open_engine(&cfg, &server::Stores::sqlite(store), clock).await?;
+                    let engine = server::open_engine(&cfg, &stores, clock).await?;
                     print_keys(&engine);
                 }
                 KeysCmd::Rewrap {
@@ -230,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
                 } => {
                     let new = read_master_key(new_master_key_file)?;
                     let old = &cfg.secrets.master_key;
-                    let records = store.load_keys().await?;
+                    let records = stores.accounts.load_keys().await?;
                     let rewrapped = records
                         .iter()
                         .map(|r| r.rewrap(old, &new))
@@ -238,17 +244,18 @@ async fn main() -> anyhow::Result<()> {
                         .context("opening the stored keys with the current `master_key`")?;
                     // Prove the new key opens every record before anything is written.
                     sesame_core::keys::KeyRing::open(&rewrapped, &new)?;
-                    store.save_keys(&rewrapped).await?;
+                    stores.accounts.save_keys(&rewrapped).await?;
                     println!(
                         "re-sealed {} signing keys; now set `master_key` to the new key and restart every instance",
                         rewrapped.len()
                     );
                 }
             }
+            stores.close().await;
         }
         Command::User(u) => {
-            let store = server::open_store(&cfg, clock.clone()).await?;
-            let engine = server::open_engine(&cfg, &server::Stores::sqlite(store), clock).await?;
+            let stores = open_stores(&cfg, clock.clone(), true).await?;
+            let engine = server::open_engine(&cfg, &stores, clock).await?;
             match u {
                 UserCmd::Add { email } => {
                     let pw = read_password()?;
@@ -282,10 +289,11 @@ async fn main() -> anyhow::Result<()> {
                     println!("disabled {id}; every session revoked");
                 }
             }
+            stores.close().await;
         }
         Command::Sessions(s) => {
-            let store = server::open_store(&cfg, clock.clone()).await?;
-            let engine = server::open_engine(&cfg, &server::Stores::sqlite(store), clock).await?;
+            let stores = open_stores(&cfg, clock.clone(), true).await?;
+            let engine = server::open_engine(&cfg, &stores, clock).await?;
             match s {
                 SessionsCmd::List { user } => {
                     let id = find_user(&engine, user).await?;
@@ -333,6 +341,7 @@ async fn main() -> anyhow::Result<()> {
                     }
                 }
             }
+            stores.close().await;
         }
         Command::Config(ConfigCmd::Check) => {
             println!("configuration is valid");

@@ -1,4 +1,5 @@
-//! Wiring: open the store, start the engine, build the router, run the
+//! Wiring: open the stores (SQLite, PostgreSQL or MariaDB for accounts, and
+//! sessions there or in Redis), start the engine, build the router, run the
 //! background tasks (liveness sync ≤ 1 s, key-ring reload, metrics upkeep)
 //! and serve with graceful shutdown — the API on the given listener and
 //! `/metrics` on a second one bound to `metrics_bind`. Tests call [`start`]
@@ -6,7 +7,7 @@
 //! [`serve`].
 
 use crate::app;
-use crate::config::Config;
+use crate::config::{Config, DatabaseKind, SessionStoreUrl};
 use crate::hash_pool::PooledHasher;
 use crate::http::cookies::CookiePolicy;
 use crate::http::extract::{AppState, HttpSettings};
@@ -16,8 +17,12 @@ use secrecy::{ExposeSecret, SecretBox};
 use sesame_core::clock::Clock;
 use sesame_core::engine::{Engine, EngineParts};
 use sesame_core::refresh::RefreshKeys;
-use sesame_core::store::{AccountStore, SessionStore};
-use sesame_store_sqlx::{SqliteStore, SqliteStoreOptions};
+use sesame_core::store::{AccountStore, SessionStore, StoreError};
+use sesame_store_redis::{Persistence, RedisClock, RedisSessionStore, RedisStoreOptions};
+use sesame_store_sqlx::{
+    MySqlStore, MySqlStoreOptions, PgStore, PgStoreOptions, SqliteStore, SqliteStoreOptions,
+    StoreClock,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,34 +31,193 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
-fn store_options(config: &Config) -> SqliteStoreOptions {
-    let mut opts = SqliteStoreOptions::new(config.database_url.clone());
-    opts.revocation_margin = config.access_ttl + config.leeway + 1;
-    opts
+/// Where the networked stores (PostgreSQL, MariaDB, Redis) take their time
+/// from. SQLite is embedded and always uses the clock it is given.
+#[derive(Debug, Clone)]
+pub enum StoreTime {
+    /// The database's (or Redis's) own clock, so every instance decides
+    /// rotation and expiry on one clock: production.
+    Database,
+    /// This clock instead (tests drive a manual clock with it).
+    Fixed(Arc<dyn Clock>),
 }
 
-/// Opens the configured store and applies pending migrations.
-pub async fn open_store(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<SqliteStore> {
-    SqliteStore::open(&store_options(config), clock)
-        .await
-        .with_context(|| {
-            format!(
-                "opening the database (`database_url` = {})",
-                config.database_url
-            )
-        })
+/// The SQL store behind `database_url`.
+#[derive(Debug, Clone)]
+enum SqlStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+    MySql(MySqlStore),
 }
 
-/// Opens the configured store without migrating (`migrate --check`).
-pub async fn connect_store(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<SqliteStore> {
-    SqliteStore::connect(&store_options(config), clock)
+impl SqlStore {
+    /// The same store as both traits (one allocation, so `/readyz` can tell
+    /// that the session store is not a separate one).
+    fn both(&self) -> (Arc<dyn AccountStore>, Arc<dyn SessionStore>) {
+        match self {
+            Self::Sqlite(s) => {
+                let a = Arc::new(s.clone());
+                (a.clone(), a)
+            }
+            Self::Postgres(s) => {
+                let a = Arc::new(s.clone());
+                (a.clone(), a)
+            }
+            Self::MySql(s) => {
+                let a = Arc::new(s.clone());
+                (a.clone(), a)
+            }
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.migrate().await,
+            Self::Postgres(s) => s.migrate().await,
+            Self::MySql(s) => s.migrate().await,
+        }
+    }
+
+    async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.pending_migrations().await,
+            Self::Postgres(s) => s.pending_migrations().await,
+            Self::MySql(s) => s.pending_migrations().await,
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(s) => s.close().await,
+            Self::MySql(s) => s.close().await,
+        }
+    }
+}
+
+/// Opens the SQL store `database_url` names, applying pending migrations
+/// when `migrate` is set.
+async fn open_sql(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    time: &StoreTime,
+    migrate: bool,
+) -> anyhow::Result<SqlStore> {
+    let url = config.database_url.url.clone();
+    let margin = config.access_ttl + config.leeway + 1;
+    let store_clock = match time {
+        StoreTime::Database => StoreClock::Database,
+        StoreTime::Fixed(c) => StoreClock::Fixed(c.clone()),
+    };
+    let opened = match config.database_url.kind {
+        DatabaseKind::Sqlite => {
+            let mut o = SqliteStoreOptions::new(url);
+            o.max_connections = config.database_max_connections;
+            o.acquire_timeout = config.database_acquire_duration();
+            o.busy_timeout = config.database_statement_duration();
+            o.revocation_margin = margin;
+            if migrate {
+                SqliteStore::open(&o, clock).await
+            } else {
+                SqliteStore::connect(&o, clock).await
+            }
+            .map(SqlStore::Sqlite)
+        }
+        DatabaseKind::Postgres => {
+            let mut o = PgStoreOptions::new(url);
+            o.max_connections = config.database_max_connections;
+            o.acquire_timeout = config.database_acquire_duration();
+            o.statement_timeout = config.database_statement_duration();
+            o.revocation_margin = margin;
+            if migrate {
+                PgStore::open(&o, store_clock).await
+            } else {
+                PgStore::connect(&o, store_clock).await
+            }
+            .map(SqlStore::Postgres)
+        }
+        DatabaseKind::MySql => {
+            let mut o = MySqlStoreOptions::new(url);
+            o.max_connections = config.database_max_connections;
+            o.acquire_timeout = config.database_acquire_duration();
+            o.statement_timeout = config.database_statement_duration();
+            o.revocation_margin = margin;
+            if migrate {
+                MySqlStore::open(&o, store_clock).await
+            } else {
+                MySqlStore::connect(&o, store_clock).await
+            }
+            .map(SqlStore::MySql)
+        }
+    };
+    // The URL is not echoed: it may carry a password.
+    opened.with_context(|| {
+        format!(
+            "opening the {} database (`database_url`){}",
+            config.database_url.kind.as_str(),
+            if migrate { " and migrating it" } else { "" }
+        )
+    })
+}
+
+/// Connects to the Redis session store `session_store_url` names.
+async fn open_redis(
+    config: &Config,
+    url: &SessionStoreUrl,
+    time: &StoreTime,
+) -> anyhow::Result<RedisSessionStore> {
+    let acquire = config.database_acquire_duration();
+    let options = RedisStoreOptions {
+        key_prefix: config.session_store_prefix.clone(),
+        clock: match time {
+            StoreTime::Database => RedisClock::Server,
+            StoreTime::Fixed(c) => RedisClock::Fixed(c.clone()),
+        },
+        revocation_margin: config.access_ttl + config.leeway + 1,
+        // The device list shows ended sessions this long.
+        revoked_visibility: config.revoked_session_visibility,
+        response_timeout: config.database_statement_duration(),
+        // A call waiting for a reconnection waits up to three attempts: keep
+        // that within the acquire timeout, as a pool would.
+        connection_timeout: (acquire / 3).max(Duration::from_millis(100)),
+        ..RedisStoreOptions::default()
+    };
+    RedisSessionStore::connect(&url.url, options)
         .await
-        .with_context(|| {
-            format!(
-                "opening the database (`database_url` = {})",
-                config.database_url
-            )
-        })
+        .context("connecting to the Redis session store (`session_store_url`)")
+}
+
+/// Opens the configured stores: accounts in the SQL database
+/// (`database_url`), sessions in Redis when `session_store_url` is set and
+/// otherwise in the same database. `migrate` applies pending SQL migrations
+/// (Redis needs none); `sesame migrate` opens without it.
+pub async fn open_stores(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    time: StoreTime,
+    migrate: bool,
+) -> anyhow::Result<Stores> {
+    let sql = open_sql(config, clock, &time, migrate).await?;
+    let (accounts, mut sessions) = sql.both();
+    let redis = match &config.session_store_url {
+        None => None,
+        Some(url) => match open_redis(config, url, &time).await {
+            Ok(r) => {
+                sessions = Arc::new(r.clone());
+                Some(r)
+            }
+            Err(e) => {
+                sql.close().await;
+                return Err(e);
+            }
+        },
+    };
+    Ok(Stores {
+        accounts,
+        sessions,
+        sql: Some(sql),
+        redis,
+    })
 }
 
 /// The stores a server runs on.
@@ -63,34 +227,107 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
     /// Sessions, rotation, revocation.
     pub sessions: Arc<dyn SessionStore>,
-    /// The pool to close on shutdown, when the server opened it.
-    closer: Option<SqliteStore>,
+    /// The SQL store, when the server opened it (migrations, closing).
+    sql: Option<SqlStore>,
+    /// The Redis session store, when configured (persistence check).
+    redis: Option<RedisSessionStore>,
 }
 
 impl Stores {
     /// One SQLite store serving both traits.
     pub fn sqlite(store: SqliteStore) -> Self {
-        let arc = Arc::new(store.clone());
+        let sql = SqlStore::Sqlite(store);
+        let (accounts, sessions) = sql.both();
         Self {
-            accounts: arc.clone(),
-            sessions: arc,
-            closer: Some(store),
+            accounts,
+            sessions,
+            sql: Some(sql),
+            redis: None,
         }
     }
 
     /// Stores supplied by the caller (a library user, or tests wrapping a
-    /// store to inject faults); the caller closes them.
+    /// store to inject faults); the caller migrates and closes them.
     pub fn custom(accounts: Arc<dyn AccountStore>, sessions: Arc<dyn SessionStore>) -> Self {
         Self {
             accounts,
             sessions,
-            closer: None,
+            sql: None,
+            redis: None,
         }
     }
 
-    async fn close(&self) {
-        if let Some(s) = &self.closer {
+    /// Applies pending SQL migrations (nothing for custom stores).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match &self.sql {
+            Some(s) => s
+                .migrate()
+                .await
+                .context("migrating the database (`database_url`)"),
+            None => Ok(()),
+        }
+    }
+
+    /// SQL migrations this build knows and the database has not applied
+    /// (none for custom stores).
+    pub async fn pending_migrations(&self) -> anyhow::Result<Vec<String>> {
+        match &self.sql {
+            Some(s) => s
+                .pending_migrations()
+                .await
+                .context("reading the applied migrations (`database_url`)"),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Closes the SQL pool (Redis connections close when dropped).
+    pub async fn close(&self) {
+        if let Some(s) = &self.sql {
             s.close().await;
+        }
+    }
+
+    /// Production refuses a Redis without the append-only file unless
+    /// `allow_volatile_session_store`: a restart would lose rotations and
+    /// revocations, bringing rotated-away refresh tokens back to life.
+    async fn check_session_persistence(&self, config: &Config) -> anyhow::Result<()> {
+        let Some(redis) = &self.redis else {
+            return Ok(());
+        };
+        let persistence = redis
+            .check_persistence()
+            .await
+            .context("asking the Redis session store about persistence (`session_store_url`)")?;
+        match persistence {
+            Persistence::Aof => Ok(()),
+            Persistence::Volatile if !config.is_production() => {
+                tracing::info!(
+                    "the Redis session store has no append-only file (appendonly no); \
+                     production mode refuses that unless allow_volatile_session_store = true"
+                );
+                Ok(())
+            }
+            Persistence::Volatile if config.allow_volatile_session_store => {
+                tracing::warn!(
+                    "the Redis session store has no append-only file: a Redis restart loses \
+                     recent rotations and revocations (allowed by allow_volatile_session_store)"
+                );
+                Ok(())
+            }
+            Persistence::Volatile => anyhow::bail!(
+                "the Redis session store (`session_store_url`) runs without the append-only \
+                 file (appendonly no): a Redis restart would lose rotations and revocations \
+                 and bring rotated-away refresh tokens back to life. Turn AOF on \
+                 (appendonly yes), or accept the risk with `allow_volatile_session_store` = true \
+                 (SESAME_ALLOW_VOLATILE_SESSION_STORE)"
+            ),
+            Persistence::Unknown => {
+                tracing::warn!(
+                    "could not tell whether the Redis session store persists writes \
+                     (CONFIG and INFO refused); make sure the append-only file is on"
+                );
+                Ok(())
+            }
         }
     }
 }
@@ -234,16 +471,47 @@ impl Running {
     }
 }
 
-/// Starts serving on `listener` with `config`, reading time from `clock`.
+/// Starts serving on `listener` with `config`: the instance reads time from
+/// `clock`, the networked stores from their own servers
+/// ([`StoreTime::Database`]).
 pub async fn start(
     listener: TcpListener,
     config: Config,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
+    start_with_time(listener, config, clock, StoreTime::Database).await
+}
+
+/// Like [`start`], with the networked stores' time source chosen by the
+/// caller (tests run PostgreSQL, MariaDB and Redis under a manual clock).
+pub async fn start_with_time(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    time: StoreTime,
+) -> anyhow::Result<Running> {
     // Bound first, so a taken port fails the start before anything opens.
     let metrics = bind_metrics(&config).await?;
-    let stores = Stores::sqlite(open_store(&config, clock.clone()).await?);
-    start_with_stores(listener, config, clock, stores, metrics).await
+    let stores = open_stores(&config, clock.clone(), time, true).await?;
+    if let Err(e) = stores.check_session_persistence(&config).await {
+        stores.close().await;
+        return Err(e);
+    }
+    tracing::info!(
+        accounts = config.database_url.kind.as_str(),
+        sessions = if config.session_store_url.is_some() {
+            "Redis"
+        } else {
+            config.database_url.kind.as_str()
+        },
+        "stores open"
+    );
+    let closer = stores.clone();
+    let started = start_with_stores(listener, config, clock, stores, metrics).await;
+    if started.is_err() {
+        closer.close().await;
+    }
+    started
 }
 
 async fn bind_metrics(config: &Config) -> anyhow::Result<Option<(TcpListener, PrometheusHandle)>> {

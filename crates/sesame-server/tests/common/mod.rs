@@ -48,7 +48,7 @@ fn rand_u64() -> u64 {
 fn base_raw(db: &std::path::Path) -> RawConfig {
     RawConfig {
         mode: Some("development".into()),
-        database_url: Some(format!("sqlite://{}", db.display())),
+        database_url: Some(format!("sqlite://{}", db.display()).into()),
         master_key: Some(MASTER_KEY.to_string().into()),
         refresh_key: Some(REFRESH_KEY.to_string().into()),
         public_url: Some("http://127.0.0.1:8080".into()),
