@@ -517,7 +517,9 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the store is reachable and its clock within 5 s of ours.
+/// Readiness: the stores are reachable and their clocks within 5 s of ours
+/// (the account store, and the session store too when it is a separate one,
+/// such as Redis).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -529,17 +531,41 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 )]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let instance = state.engine.now();
-    match state.engine.accounts().ping().await {
-        Ok(store_now) if (store_now - instance).abs() <= 5 => Json(json!({ "status": "ready" })).into_response(),
-        Ok(store_now) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": "clock_skew", "skew_seconds": store_now - instance })),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: store unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": "storage_unavailable" })))
-                .into_response()
+    let accounts = state.engine.accounts();
+    let sessions = state.engine.sessions();
+    let separate = !std::ptr::addr_eq(
+        std::sync::Arc::as_ptr(accounts),
+        std::sync::Arc::as_ptr(sessions),
+    );
+    let (account_time, session_time) = tokio::join!(accounts.ping(), async {
+        if separate {
+            Some(sessions.now().await)
+        } else {
+            None
         }
+    });
+    let mut skew: i64 = 0;
+    for (store, time) in [("accounts", Some(account_time)), ("sessions", session_time)] {
+        match time {
+            Some(Ok(t)) if (t - instance).abs() > skew.abs() => skew = t - instance,
+            None | Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(store, error = %e, "readiness: store unreachable");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "status": "not_ready", "reason": "storage_unavailable" })),
+                )
+                    .into_response();
+            }
+        }
+    }
+    if skew.abs() <= 5 {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": "clock_skew", "skew_seconds": skew })),
+        )
+            .into_response()
     }
 }
