@@ -33,6 +33,9 @@ pub struct TestServer {
     pub faults: Option<Arc<faulty::Faults>>,
     /// Siblings share the first server's database and do not delete it.
     owns_db: bool,
+    /// The networked stores' time (PostgreSQL, MariaDB, Redis); `None`:
+    /// `server::start`, the production default.
+    store_time: Option<server::StoreTime>,
 }
 
 fn temp_db() -> PathBuf {
@@ -82,6 +85,32 @@ impl TestServer {
             running: None,
             faults: None,
             owns_db: true,
+            store_time: None,
+        };
+        s.try_boot().await?;
+        Ok(s)
+    }
+
+    /// A server whose configuration `f` points at a networked store
+    /// (PostgreSQL, MariaDB or Redis sessions), which takes its time from
+    /// `store_clock`, or from the server's own manual clock when `None`.
+    /// Accounts stay in this server's SQLite file unless `f` sets
+    /// `database_url`.
+    pub async fn try_on_backend(
+        f: impl Fn(&mut RawConfig) + Send + Sync + 'static,
+        store_clock: Option<ManualClock>,
+    ) -> Result<Self, String> {
+        let clock = ManualClock::new(T0);
+        let store_clock = store_clock.unwrap_or_else(|| clock.clone());
+        let mut s = Self {
+            base: String::new(),
+            clock,
+            db: temp_db(),
+            tweak: Arc::new(Box::new(f)),
+            running: None,
+            faults: None,
+            owns_db: true,
+            store_time: Some(server::StoreTime::Fixed(Arc::new(store_clock))),
         };
         s.try_boot().await?;
         Ok(s)
@@ -97,6 +126,7 @@ impl TestServer {
             running: None,
             faults: Some(faulty::Faults::new()),
             owns_db: true,
+            store_time: None,
         };
         s.boot().await;
         s
@@ -113,6 +143,7 @@ impl TestServer {
             running: None,
             faults: None,
             owns_db: false,
+            store_time: self.store_time.clone(),
         };
         s.boot().await;
         s
@@ -133,7 +164,12 @@ impl TestServer {
         self.base = format!("http://{}", listener.local_addr().unwrap());
         let clock = Arc::new(self.clock.clone());
         let running = match &self.faults {
-            None => server::start(listener, self.config(), clock).await,
+            None => match &self.store_time {
+                None => server::start(listener, self.config(), clock).await,
+                Some(time) => {
+                    server::start_with_time(listener, self.config(), clock, time.clone()).await
+                }
+            },
             Some(faults) => {
                 let opts = sesame_store_sqlx::SqliteStoreOptions::new(format!(
                     "sqlite://{}",
