@@ -303,7 +303,7 @@ async fn f6_lost_response_retry_gets_the_same_successor() {
         s.write_all(req.as_bytes()).await.unwrap();
         s.flush().await.unwrap();
         // Wait until the server committed the rotation, then drop the socket unread.
-        for _ in 0..200 {
+        for _ in 0..1000 {
             if session_of(&srv, &d).await.generation == 1 {
                 break;
             }
