@@ -194,3 +194,154 @@ fn serve_prints_mode_and_url_and_cli_manages_users_and_sessions() {
     let (ok, out, _) = run(sesame(&dir).args(["user", "list"]));
     assert!(ok && out.contains("disabled"), "{out}");
 }
+
+/// F8: SIGKILL the server while 50 refreshes are in flight, restart it on the
+/// same database. For every session exactly one of these holds: the
+/// rotation never committed (the old token rotates now), or it committed
+/// (the old token gets the committed successor as a grace answer). Never
+/// both usable beyond grace, never neither, nothing revoked, no 5xx.
+#[test]
+fn f8_sigkill_during_refreshes_leaves_no_half_written_family() {
+    let dir = Dir::new();
+    // A fixed free port, so `public_url` (the CSRF origin) is known and the
+    // restarted server has the same one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = |dir: &Dir| {
+        let mut child = sesame(dir)
+            .arg("serve")
+            .env("SESAME_BIND", format!("127.0.0.1:{port}"))
+            // Cheap hashing keeps 25 logins quick; rotation is what is tested.
+            .env("SESAME_ARGON2_MEMORY_KIB", "1024")
+            .env("SESAME_ARGON2_ITERATIONS", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        lines.next();
+        lines.next();
+        (Reaper(child), format!("http://127.0.0.1:{port}"))
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut child, url) = start(&dir);
+    let origin = url.clone();
+    let http = reqwest::Client::new();
+    let post = |url: String, body: serde_json::Value| {
+        let (http, origin) = (http.clone(), origin.clone());
+        async move {
+            let r = http
+                .post(url)
+                .header("origin", origin)
+                .header("sesame-transport", "bearer")
+                .json(&body)
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            Ok::<_, reqwest::Error>((status, body))
+        }
+    };
+    let creds =
+        serde_json::json!({ "email": "f8@example.com", "password": "a long enough password" });
+    let tokens: Vec<String> = rt.block_on(async {
+        let (s, _) = post(format!("{url}/auth/register"), creds.clone())
+            .await
+            .unwrap();
+        assert_eq!(s, 201);
+        let mut out = Vec::new();
+        for _ in 0..25 {
+            let (s, b) = post(format!("{url}/auth/login"), creds.clone())
+                .await
+                .unwrap();
+            assert_eq!(s, 200);
+            out.push(b["refresh_token"].as_str().unwrap().to_string());
+        }
+        out
+    });
+
+    // 50 refreshes in flight (two per session), then SIGKILL mid-stream.
+    let pid = child.0.id();
+    let answered = rt.block_on(async {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for t in tokens.iter().chain(tokens.iter()) {
+            let fut = post(
+                format!("{url}/auth/refresh"),
+                serde_json::json!({ "refresh_token": t }),
+            );
+            let done = done.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = fut.await;
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                r
+            }));
+        }
+        // Kill as soon as the first rotation has been answered (so some are
+        // committed) while the rest are still in flight (bounded wait).
+        for _ in 0..20_000 {
+            if done.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(500)).await;
+        }
+        let killed = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let mut answered = 0;
+        for t in tasks {
+            if let Ok(Ok((status, _))) = t.await {
+                assert!(
+                    status == 200,
+                    "before the kill every answer is a success, got {status}"
+                );
+                answered += 1;
+            }
+        }
+        answered
+    });
+    assert!(answered >= 1, "some rotations committed before the kill");
+    child.0.wait().unwrap();
+
+    let (_child, url) = start(&dir);
+    rt.block_on(async {
+        for t in &tokens {
+            // The old token: rotates (not committed) or is answered as grace (committed).
+            let (s, b) = post(
+                format!("{url}/auth/refresh"),
+                serde_json::json!({ "refresh_token": t }),
+            )
+            .await
+            .unwrap();
+            assert_eq!(s, 200, "old token after restart: {b}");
+            let next = b["refresh_token"].as_str().unwrap().to_string();
+            // Exactly one chain continues from there.
+            let (s, b) = post(
+                format!("{url}/auth/refresh"),
+                serde_json::json!({ "refresh_token": next }),
+            )
+            .await
+            .unwrap();
+            assert_eq!(s, 200, "successor after restart: {b}");
+        }
+    });
+    eprintln!("{answered} of 50 refreshes were answered before the SIGKILL");
+}
+
+/// Kills the server when the test ends, whether it passed or not.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
