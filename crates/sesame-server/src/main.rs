@@ -168,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
         Command::Serve => {
+            let shutdown = shutdown_signal();
             init_tracing(&cfg);
             println!(
                 "sesame {} — mode: {}",
@@ -186,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
             if let Some(addr) = running.metrics_addr {
                 println!("sesame metrics on http://{addr}/metrics");
             }
-            running.run_until(shutdown_signal()).await?;
+            running.run_until(shutdown).await?;
             println!("sesame: stopped");
         }
         Command::Migrate { check } => {
@@ -352,26 +353,48 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Resolves on SIGINT (ctrl-c) or SIGTERM (what service managers send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the SIGTERM and SIGINT handlers now (before the server starts,
+/// so a signal that arrives right after start-up is not fatal) and returns a
+/// future that resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = term => {}
+                () = int => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        println!("sesame: shutting down (in-flight requests finish first)");
     }
-    println!("sesame: shutting down (in-flight requests finish first)");
 }
 
 fn read_master_key(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
