@@ -11,7 +11,7 @@
 use crate::clock::UnixTime;
 use crate::crypto;
 use crate::ids::{SessionId, UserId};
-use crate::keys::KeyRing;
+use crate::keys::{KeyLookup, KeyRing};
 pub use crate::session::Aal;
 use jsonwebtoken::{Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -191,7 +191,7 @@ impl Verifier {
     /// Verifies a presented token at `now`.
     pub fn verify(
         &self,
-        ring: &KeyRing,
+        ring: &(impl KeyLookup + ?Sized),
         token: &str,
         now: UnixTime,
     ) -> Result<VerifiedClaims, Rejection> {
@@ -214,7 +214,7 @@ impl Verifier {
             return Err(Rejection::Typ);
         }
         let kid = header.kid.ok_or(Rejection::UnknownKid)?;
-        let key = ring.get(&kid).ok_or(Rejection::UnknownKid)?;
+        let key = ring.verifying_key(&kid).ok_or(Rejection::UnknownKid)?;
         if header.alg != key.alg().as_str() {
             return Err(Rejection::Algorithm);
         }

@@ -213,8 +213,185 @@ pub struct SigningKey {
     state: KeyState,
     retired_at: Option<UnixTime>,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    verifying: VerifyingKey,
     jwk: Option<serde_json::Value>,
+}
+
+/// A key that only verifies: what a resource server holds, from a JWKS or
+/// given directly. Like [`SigningKey`], it has exactly one algorithm.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    alg: SigningAlg,
+    decoding: DecodingKey,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyingKey {
+    /// An Ed25519 public key (32 raw bytes).
+    pub fn ed25519(public: &[u8]) -> Result<Self, KeyError> {
+        if public.len() != 32 {
+            return Err(KeyError::Invalid("ed25519".into(), "EdDSA"));
+        }
+        Ok(Self {
+            alg: SigningAlg::EdDSA,
+            decoding: DecodingKey::from_ed_der(public),
+        })
+    }
+
+    /// A P-256 public key as an uncompressed point (65 bytes, `04 | x | y`).
+    /// The point is checked to lie on the curve.
+    pub fn es256(point: &[u8]) -> Result<Self, KeyError> {
+        let invalid = || KeyError::Invalid("p256".into(), "ES256");
+        if point.len() != 65 || point[0] != 4 {
+            return Err(invalid());
+        }
+        // Parsing through aws-lc validates the point; an off-curve key could
+        // otherwise make verification behave unexpectedly.
+        signature::ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+            .map_err(|_| invalid())?;
+        Ok(Self {
+            alg: SigningAlg::ES256,
+            decoding: DecodingKey::from_ec_der(point),
+        })
+    }
+
+    /// An HS256 shared secret (at least 32 bytes).
+    pub fn hs256(secret: &[u8]) -> Result<Self, KeyError> {
+        if secret.len() < 32 {
+            return Err(KeyError::Invalid("hs256".into(), "HS256"));
+        }
+        Ok(Self {
+            alg: SigningAlg::HS256,
+            decoding: DecodingKey::from_secret(secret),
+        })
+    }
+
+    /// One JWK of a JWKS. Only the allow-listed shapes are accepted: `OKP`
+    /// `Ed25519` with `alg: EdDSA`, `EC` `P-256` with `alg: ES256`; the JWK
+    /// must name its `alg` (the key, not a token header, fixes it) and, when
+    /// it has `use`, it must be `sig`.
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<(String, Self), KeyError> {
+        let field = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
+        let kid = field("kid").unwrap_or_default().to_owned();
+        let invalid = |alg| KeyError::Invalid(kid.clone(), alg);
+        if kid.is_empty() || field("use").is_some_and(|u| u != "sig") {
+            return Err(invalid("?"));
+        }
+        let bytes = |name: &str| field(name).and_then(crypto::b64_decode);
+        let key = match (field("alg"), field("kty"), field("crv")) {
+            (Some("EdDSA"), Some("OKP"), Some("Ed25519")) => {
+                Self::ed25519(&bytes("x").ok_or_else(|| invalid("EdDSA"))?)?
+            }
+            (Some("ES256"), Some("EC"), Some("P-256")) => {
+                let (x, y) = (bytes("x"), bytes("y"));
+                let (Some(x), Some(y)) = (x, y) else {
+                    return Err(invalid("ES256"));
+                };
+                if x.len() != 32 || y.len() != 32 {
+                    return Err(invalid("ES256"));
+                }
+                let mut point = vec![4u8];
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                Self::es256(&point)?
+            }
+            _ => return Err(invalid("?")),
+        };
+        Ok((kid, key))
+    }
+
+    /// Its one algorithm.
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+
+    pub(crate) fn decoding(&self) -> &DecodingKey {
+        &self.decoding
+    }
+}
+
+/// Where a verifier finds the key named by a token's `kid`.
+pub trait KeyLookup {
+    /// The key for `kid`, if known.
+    fn verifying_key(&self, kid: &str) -> Option<&VerifyingKey>;
+}
+
+/// Public keys by `kid`: a resource server's view of the ring.
+#[derive(Debug, Clone, Default)]
+pub struct PublicKeys {
+    by_kid: HashMap<String, VerifyingKey>,
+}
+
+impl PublicKeys {
+    /// No keys.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every usable key of a JWKS document (`{"keys": [...]}`). Keys of a
+    /// shape outside the allow-list are skipped, not fatal, so a JWKS that
+    /// also carries other keys still works; the count skipped is returned.
+    pub fn from_jwks(jwks: &serde_json::Value) -> (Self, usize) {
+        let mut keys = Self::new();
+        let mut skipped = 0;
+        for jwk in jwks
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            match VerifyingKey::from_jwk(jwk) {
+                Ok((kid, key)) => keys.insert(kid, key),
+                Err(_) => skipped += 1,
+            }
+        }
+        (keys, skipped)
+    }
+
+    /// Adds or replaces one key.
+    pub fn insert(&mut self, kid: impl Into<String>, key: VerifyingKey) {
+        self.by_kid.insert(kid.into(), key);
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.by_kid.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_kid.is_empty()
+    }
+
+    /// Whether `kid` is known.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+}
+
+impl<T: KeyLookup + ?Sized> KeyLookup for Arc<T> {
+    fn verifying_key(&self, kid: &str) -> Option<&VerifyingKey> {
+        (**self).verifying_key(kid)
+    }
+}
+
+impl KeyLookup for PublicKeys {
+    fn verifying_key(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.by_kid.get(kid)
+    }
+}
+
+impl KeyLookup for KeyRing {
+    fn verifying_key(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.get(kid).map(|k| &k.verifying)
+    }
 }
 
 impl fmt::Debug for SigningKey {
@@ -235,7 +412,7 @@ impl SigningKey {
                 .ok_or_else(|| KeyError::Unseal(rec.kid.clone()))?,
         );
         let invalid = || KeyError::Invalid(rec.kid.clone(), rec.alg.as_str());
-        let (encoding, decoding, jwk) = match rec.alg {
+        let (encoding, verifying, jwk) = match rec.alg {
             SigningAlg::EdDSA => {
                 let pair =
                     signature::Ed25519KeyPair::from_pkcs8(&private).map_err(|_| invalid())?;
@@ -248,7 +425,7 @@ impl SigningKey {
                 });
                 (
                     EncodingKey::from_ed_der(&private),
-                    DecodingKey::from_ed_der(&rec.public),
+                    VerifyingKey::ed25519(&rec.public)?,
                     Some(jwk),
                 )
             }
@@ -269,7 +446,7 @@ impl SigningKey {
                 });
                 (
                     EncodingKey::from_ec_der(&private),
-                    DecodingKey::from_ec_der(point),
+                    VerifyingKey::es256(point)?,
                     Some(jwk),
                 )
             }
@@ -279,7 +456,7 @@ impl SigningKey {
                 }
                 (
                     EncodingKey::from_secret(&private),
-                    DecodingKey::from_secret(&private),
+                    VerifyingKey::hs256(&private)?,
                     None,
                 )
             }
@@ -290,7 +467,7 @@ impl SigningKey {
             state: rec.state,
             retired_at: rec.retired_at,
             encoding,
-            decoding,
+            verifying,
             jwk,
         })
     }
@@ -317,10 +494,6 @@ impl SigningKey {
 
     pub(crate) fn encoding(&self) -> &EncodingKey {
         &self.encoding
-    }
-
-    pub(crate) fn decoding(&self) -> &DecodingKey {
-        &self.decoding
     }
 }
 
@@ -483,5 +656,57 @@ mod tests {
         ] {
             assert_eq!(SigningAlg::parse(bad), None);
         }
+    }
+}
+
+#[cfg(test)]
+mod public_key_tests {
+    use super::*;
+    use crate::access::{Aal, AccessClaims, Verifier};
+    use crate::ids::{SessionId, UserId};
+
+    #[test]
+    fn a_jwks_verifies_what_the_ring_signs_and_refuses_other_shapes() {
+        let mk = [3u8; 32];
+        for alg in [SigningAlg::EdDSA, SigningAlg::ES256] {
+            let ring = KeyRing::open(&initial_records(alg, 0, &mk).unwrap(), &mk).unwrap();
+            let (public, skipped) = PublicKeys::from_jwks(&ring.jwks());
+            assert_eq!(skipped, 0);
+            assert_eq!(public.len(), ring.keys().count());
+            let v = Verifier::new("i", "a", 0);
+            let claims = AccessClaims {
+                iss: "i".into(),
+                aud: "a".into(),
+                sub: UserId::new(),
+                sid: SessionId::random(),
+                iat: 10,
+                exp: 20,
+                jti: "j".into(),
+                auth_time: 10,
+                aal: Aal::Aal1,
+                cnf: None,
+                ext: Default::default(),
+            };
+            let t = v.sign(&ring, &claims).unwrap();
+            assert_eq!(v.verify(&public, &t, 15).unwrap().claims(), &claims);
+        }
+        let bad = [
+            json!({"kid": "k", "kty": "OKP", "crv": "Ed25519", "x": crypto::b64(&[1; 32])}),
+            json!({"kid": "k", "alg": "EdDSA", "kty": "OKP", "crv": "Ed25519", "x": "AA"}),
+            json!({"kid": "k", "alg": "EdDSA", "kty": "OKP", "crv": "Ed25519", "use": "enc", "x": crypto::b64(&[1; 32])}),
+            json!({"kid": "k", "alg": "ES256", "kty": "EC", "crv": "P-256", "x": crypto::b64(&[1; 32]), "y": crypto::b64(&[2; 32])}),
+            json!({"kid": "k", "alg": "HS256", "kty": "oct", "k": crypto::b64(&[1; 32])}),
+            json!({"kid": "k", "alg": "RS256", "kty": "RSA", "n": "AQAB", "e": "AQAB"}),
+            json!({"alg": "EdDSA", "kty": "OKP", "crv": "Ed25519", "x": crypto::b64(&[1; 32])}),
+        ];
+        for jwk in bad {
+            assert!(VerifyingKey::from_jwk(&jwk).is_err(), "{jwk}");
+        }
+        let (keys, skipped) = PublicKeys::from_jwks(&json!({"keys": [
+            {"kid": "k", "alg": "HS256", "kty": "oct", "k": "AAAA"},
+            {"kid": "e", "alg": "EdDSA", "kty": "OKP", "crv": "Ed25519", "x": crypto::b64(&[9; 32])}
+        ]}));
+        assert_eq!((keys.len(), skipped), (1, 1));
+        assert!(keys.contains("e"));
     }
 }

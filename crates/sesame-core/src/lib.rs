@@ -12,13 +12,16 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod access;
+pub mod binding;
 pub mod clock;
 pub mod crypto;
+#[cfg(feature = "engine")]
 pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod liveness;
+#[cfg(feature = "engine")]
 pub mod password;
 pub mod refresh;
 pub mod rotation;
@@ -27,9 +30,10 @@ pub mod store;
 
 pub use access::{Aal, AccessClaims, VerifiedClaims, Verifier};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};
+#[cfg(feature = "engine")]
 pub use engine::{Engine, EngineConfig, Grant};
 pub use error::Error;
 pub use ids::{Email, SessionId, UserId};
-pub use keys::{KeyRing, SigningAlg};
+pub use keys::{KeyLookup, KeyRing, PublicKeys, SigningAlg, VerifyingKey};
 pub use refresh::{RefreshKeys, RefreshToken};
 pub use session::{RevokeReason, Session, Transport};
