@@ -96,6 +96,8 @@ pub enum RevokeReason {
     Evicted,
     /// The account was disabled.
     AccountDisabled,
+    /// The account was deleted.
+    AccountDeleted,
     /// Restored from a backup: every session was ended.
     Restored,
 }
@@ -113,6 +115,7 @@ impl RevokeReason {
             Self::Expired => "expired",
             Self::Evicted => "evicted",
             Self::AccountDisabled => "account_disabled",
+            Self::AccountDeleted => "account_deleted",
             Self::Restored => "restored",
         }
     }
@@ -129,6 +132,7 @@ impl RevokeReason {
             Self::Expired,
             Self::Evicted,
             Self::AccountDisabled,
+            Self::AccountDeleted,
             Self::Restored,
         ]
         .into_iter()

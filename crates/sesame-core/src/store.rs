@@ -39,19 +39,99 @@ pub enum StoreError {
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Who a user is: an account with email and password, or a shadow row for
+/// a user authenticated elsewhere (DESIGN §3, sessions for external users),
+/// which exists so that listing, revoking and disabling work the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// A local account.
+    Email(Email),
+    /// An externally authenticated user, by the caller's own id for them.
+    External(ExternalId),
+}
+
+/// A caller-chosen id for an externally authenticated user: 1–200 bytes of printable
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    /// Checks an id as a caller sent it.
+    pub fn parse(s: &str) -> Option<Self> {
+        (!s.is_empty() && s.len() <= 200 && !s.chars().any(char::is_control))
+            .then(|| Self(s.to_owned()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value stored in `users.email_key` for a shadow user: a leading
+    /// space, which no normalised email key has, keeps the two apart.
+    pub fn email_key(&self) -> String {
+        format!(" external:{}", self.0)
+    }
+}
+
 /// A user account.
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
     /// Id.
     pub id: UserId,
-    /// Normalised email.
-    pub email: Email,
+    /// Email account or external identity.
+    pub identity: Identity,
     /// Whether the address was proven.
     pub email_verified: bool,
     /// Disabled accounts cannot log in and have no sessions.
     pub disabled: bool,
     /// Creation time.
     pub created_at: UnixTime,
+}
+
+impl User {
+    /// The email of a local account.
+    pub fn email(&self) -> Option<&Email> {
+        match &self.identity {
+            Identity::Email(e) => Some(e),
+            Identity::External(_) => None,
+        }
+    }
+
+    /// The external id of a shadow user.
+    pub fn external_id(&self) -> Option<&ExternalId> {
+        match &self.identity {
+            Identity::External(x) => Some(x),
+            Identity::Email(_) => None,
+        }
+    }
+}
+
+/// A one-time token (handoff code; later email verification and reset
+/// links), stored only as the SHA-256 of the token.
+#[derive(Clone, PartialEq)]
+pub struct OneTimeToken {
+    /// What it is for, e.g. `handoff`.
+    pub kind: &'static str,
+    /// SHA-256 of the token.
+    pub hash: [u8; 32],
+    /// The user it belongs to.
+    pub user_id: UserId,
+    /// What redeeming it needs (claims, transport, …), never a secret.
+    pub payload: serde_json::Value,
+    /// Store time after which it is void.
+    pub expires_at: UnixTime,
+}
+
+impl fmt::Debug for OneTimeToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OneTimeToken")
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A user with the stored password hash, for login.
@@ -232,6 +312,24 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     async fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
     /// Cheap reachability check; returns the store's clock.
     async fn ping(&self) -> Result<UnixTime, StoreError>;
+    /// The shadow user of an external id, created (with `new_id`) if absent.
+    async fn external_user(
+        &self,
+        external: &ExternalId,
+        new_id: UserId,
+    ) -> Result<User, StoreError>;
+    /// Deletes a user row (sessions must have been revoked first); `false`
+    /// if there is no such user.
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Stores a one-time token (its hash is the key).
+    async fn put_one_time(&self, token: OneTimeToken) -> Result<(), StoreError>;
+    /// Consumes a one-time token of `kind` atomically: returns it once, if
+    /// it exists and has not expired (store time), and never again.
+    async fn take_one_time(
+        &self,
+        kind: &'static str,
+        hash: &[u8; 32],
+    ) -> Result<Option<OneTimeToken>, StoreError>;
 }
 
 /// Sessions, rotation and revocation.
@@ -279,4 +377,11 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Revocation>, StoreError>;
     /// The store's clock.
     async fn now(&self) -> Result<UnixTime, StoreError>;
+    /// Replaces the application claims of every live session of a user (they
+    /// reach access tokens at the next refresh); returns how many changed.
+    async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, StoreError>;
 }

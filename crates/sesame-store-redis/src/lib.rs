@@ -170,6 +170,7 @@ struct Scripts {
     revoke_user: Script,
     revoke_all: Script,
     list: Script,
+    set_claims: Script,
 }
 
 macro_rules! script {
@@ -188,6 +189,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     revoke_user: script!("revoke_user.lua"),
     revoke_all: script!("revoke_all.lua"),
     list: script!("list.lua"),
+    set_claims: script!("set_claims.lua"),
 });
 
 /// Sessions in Redis. Cheap to clone (one multiplexed connection that
@@ -195,6 +197,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 #[derive(Clone)]
 pub struct RedisSessionStore {
     conn: ConnectionManager,
+    client: redis::Client,
     prefix: String,
     clock: RedisClock,
     margin: i64,
@@ -395,6 +398,7 @@ impl RedisSessionStore {
         let tcp = tcp.set_user_timeout(options.tcp_user_timeout);
         let client = redis::Client::open(info.set_tcp_settings(tcp))
             .map_err(|e| StoreError::Other(Box::new(e)))?;
+        let pubsub_client = client.clone();
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connection_timeout))
             .set_response_timeout(Some(options.response_timeout))
@@ -415,6 +419,7 @@ impl RedisSessionStore {
         let margin = options.revocation_margin.max(0);
         let store = Self {
             conn,
+            client: pubsub_client,
             prefix: options.key_prefix,
             clock: options.clock,
             margin,
@@ -493,6 +498,36 @@ impl RedisSessionStore {
     }
 
     /// A script call with the common arguments (prefix, time, margin, keep).
+    /// Calls `wake` whenever any instance writes a revocation row (the
+    /// scripts publish on `<prefix>revocations:wake`), so revocation feeds
+    /// tail without polling. Runs until the returned future is dropped,
+    /// resubscribing with a pause after any connection error.
+    pub async fn watch_revocations(&self, wake: impl Fn() + Send + Sync) {
+        use futures_util::StreamExt as _;
+        let channel = format!("{}revocations:wake", self.prefix);
+        loop {
+            let subscribed = async {
+                let mut ps = self.client.get_async_pubsub().await?;
+                ps.subscribe(&channel).await?;
+                Ok::<_, RedisError>(ps)
+            };
+            match tokio::time::timeout(self.op_timeout, subscribed).await {
+                Ok(Ok(ps)) => {
+                    // Anything may have happened while unsubscribed.
+                    wake();
+                    let mut messages = ps.into_on_message();
+                    while messages.next().await.is_some() {
+                        wake();
+                    }
+                    tracing::warn!("redis revocation subscription ended; resubscribing");
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "redis revocation subscription failed"),
+                Err(_) => tracing::warn!("redis revocation subscription timed out"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     fn invocation<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
         let mut inv = script.prepare_invoke();
         inv.arg(&self.prefix)
@@ -665,6 +700,21 @@ impl SessionStore for RedisSessionStore {
             .arg(keep.map_or_else(String::new, |s| s.to_string()))
             .arg(reason.as_str());
         sid_list(self.run(&inv).await?)
+    }
+
+    async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        let mut inv = self.invocation(&SCRIPTS.set_claims);
+        inv.key(self.user_key(user))
+            .arg(user.to_string())
+            .arg(serde_json::Value::Object(claims.clone()).to_string());
+        match self.run(&inv).await? {
+            Value::Int(n) => u64::try_from(n).map_err(|_| corrupt("count")),
+            _ => Err(corrupt("set_claims reply")),
+        }
     }
 
     async fn revoke_all(&self, reason: RevokeReason) -> Result<u64, StoreError> {

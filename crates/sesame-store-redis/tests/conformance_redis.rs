@@ -100,6 +100,13 @@ impl SessionStore for Cleanup {
     async fn now(&self) -> Result<UnixTime, StoreError> {
         self.store.now().await
     }
+    async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        self.store.set_user_claims(user, claims).await
+    }
 }
 
 async fn redis_with_sqlite(clock: ManualClock) -> Result<Harness, String> {

@@ -27,3 +27,48 @@ pub use mysql::{MySqlStore, MySqlStoreOptions};
 pub use postgres::{PgStore, PgStoreOptions};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreOptions};
+
+mod shared {
+    //! Row pieces every SQL backend decodes the same way.
+    use sesame_core::ids::{Email, UserId};
+    use sesame_core::store::{ExternalId, Identity, OneTimeToken, StoreError};
+
+    pub(crate) fn corrupt(what: &str) -> StoreError {
+        StoreError::Other(format!("corrupt row: {what}").into())
+    }
+
+    /// A user's identity from its `email` and `external_id` columns.
+    pub(crate) fn identity(
+        email: String,
+        external: Option<String>,
+    ) -> Result<Identity, StoreError> {
+        match external {
+            Some(x) => ExternalId::parse(&x)
+                .map(Identity::External)
+                .ok_or_else(|| corrupt("external id")),
+            None => Ok(Identity::Email(Email::from_trusted(email))),
+        }
+    }
+
+    /// A consumed one-time token from its columns.
+    pub(crate) fn one_time(
+        kind: &'static str,
+        hash: &[u8; 32],
+        user_id: Vec<u8>,
+        payload: &str,
+        expires_at: i64,
+    ) -> Result<OneTimeToken, StoreError> {
+        Ok(OneTimeToken {
+            kind,
+            hash: *hash,
+            user_id: UserId::from_bytes(user_id.try_into().map_err(|_| corrupt("user id"))?),
+            payload: serde_json::from_str(payload).map_err(|_| corrupt("payload"))?,
+            expires_at,
+        })
+    }
+
+    /// The `email` and `email_key` columns of a shadow user.
+    pub(crate) fn shadow_email(x: &ExternalId) -> (&'static str, String) {
+        ("", x.email_key())
+    }
+}

@@ -40,8 +40,8 @@ use sesame_core::keys::{KeyRecord, KeyState, SigningAlg};
 use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, decide};
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
-    AccountStore, AuditEvent, Created, NewSession, NewUser, Revocation, RotationOutcome,
-    SessionStore, StoreError, User, UserCredential,
+    AccountStore, AuditEvent, Created, ExternalId, NewSession, NewUser, OneTimeToken, Revocation,
+    RotationOutcome, SessionStore, StoreError, User, UserCredential,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, MySql, Row, Transaction};
@@ -178,7 +178,8 @@ const SESSION_COLS: &str = "id, user_id, transport, gen, cur, prev, rotated_at, 
      grace_answers, key_ver, created_at, last_seen_at, idle_expires_at, expires_at, auth_time, aal, \
      revoked_at, revoke_reason, ip, user_agent, claims";
 
-const USER_COLS: &str = "id, email, email_verified, disabled, created_at, password_hash";
+const USER_COLS: &str =
+    "id, email, email_verified, disabled, created_at, password_hash, external_id";
 
 struct Row_ {
     session: Session,
@@ -243,7 +244,10 @@ fn user_from_row(r: &MySqlRow) -> Result<User, StoreError> {
     let id: Vec<u8> = r.try_get("id").map_err(get_err)?;
     Ok(User {
         id: UserId::from_bytes(id.try_into().map_err(|_| corrupt("user id"))?),
-        email: Email::from_trusted(r.try_get("email").map_err(get_err)?),
+        identity: crate::shared::identity(
+            r.try_get("email").map_err(get_err)?,
+            r.try_get("external_id").map_err(get_err)?,
+        )?,
         email_verified: r.try_get("email_verified").map_err(get_err)?,
         disabled: r.try_get("disabled").map_err(get_err)?,
         created_at: r.try_get("created_at").map_err(get_err)?,
@@ -736,7 +740,7 @@ impl AccountStore for MySqlStore {
         .map_err(classify)?;
         Ok(User {
             id: user.id,
-            email: user.email,
+            identity: sesame_core::store::Identity::Email(user.email),
             email_verified: user.email_verified,
             disabled: false,
             created_at: now,
@@ -876,6 +880,107 @@ impl AccountStore for MySqlStore {
             .await
             .map_err(classify)?;
         Ok(self.clock.pick(db_now))
+    }
+
+    async fn external_user(
+        &self,
+        external: &ExternalId,
+        new_id: UserId,
+    ) -> Result<User, StoreError> {
+        let (email, key) = crate::shared::shadow_email(external);
+        let sql = format!(
+            "INSERT IGNORE INTO users (id, email, email_key, password_hash, email_verified, disabled, created_at, updated_at, external_id) \
+             VALUES (?, ?, ?, '', FALSE, FALSE, COALESCE(?, {DB_NOW}), COALESCE(?, {DB_NOW}), ?)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(new_id.as_bytes().as_slice())
+            .bind(email)
+            .bind(key)
+            .bind(self.clock.fixed())
+            .bind(self.clock.fixed())
+            .bind(external.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE external_id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(external.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn put_one_time(&self, t: OneTimeToken) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO one_time_tokens (hash, kind, user_id, payload, expires_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, COALESCE(?, {DB_NOW}))"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(t.hash.as_slice())
+            .bind(t.kind)
+            .bind(t.user_id.as_bytes().as_slice())
+            .bind(t.payload.to_string())
+            .bind(t.expires_at)
+            .bind(self.clock.fixed())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn take_one_time(
+        &self,
+        kind: &'static str,
+        hash: &[u8; 32],
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        // Lock the row, then delete it: whoever deletes it redeems it, once
+        // (MySQL 8 has no DELETE … RETURNING).
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let sql = format!(
+            "SELECT user_id, payload, expires_at, COALESCE(?, {DB_NOW}) AS now \
+             FROM one_time_tokens WHERE hash = ? AND kind = ? FOR UPDATE"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.clock.fixed())
+            .bind(hash.as_slice())
+            .bind(kind)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        let Some(r) = row else { return Ok(None) };
+        let n = sqlx::query("DELETE FROM one_time_tokens WHERE hash = ?")
+            .bind(hash.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        tx.commit().await.map_err(classify)?;
+        let e = |_| corrupt("one-time token");
+        let expires_at: i64 = r.try_get("expires_at").map_err(e)?;
+        let now: i64 = r.try_get("now").map_err(e)?;
+        if n != 1 || expires_at <= now {
+            return Ok(None);
+        }
+        let payload: String = r.try_get("payload").map_err(e)?;
+        crate::shared::one_time(
+            kind,
+            hash,
+            r.try_get("user_id").map_err(e)?,
+            &payload,
+            expires_at,
+        )
+        .map(Some)
     }
 }
 
@@ -1075,5 +1180,21 @@ impl SessionStore for MySqlStore {
 
     async fn now(&self) -> Result<UnixTime, StoreError> {
         self.store_now().await
+    }
+
+    async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        let n =
+            sqlx::query("UPDATE sessions SET claims = ? WHERE user_id = ? AND revoked_at IS NULL")
+                .bind(serde_json::Value::Object(claims.clone()).to_string())
+                .bind(user.as_bytes().as_slice())
+                .execute(&self.pool)
+                .await
+                .map_err(classify)?
+                .rows_affected();
+        Ok(n)
     }
 }

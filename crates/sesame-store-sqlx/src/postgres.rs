@@ -27,8 +27,8 @@ use sesame_core::keys::{KeyRecord, KeyState, SigningAlg};
 use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, decide};
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
-    AccountStore, AuditEvent, Created, NewSession, NewUser, Revocation, RotationOutcome,
-    SessionStore, StoreError, User, UserCredential,
+    AccountStore, AuditEvent, Created, ExternalId, NewSession, NewUser, OneTimeToken, Revocation,
+    RotationOutcome, SessionStore, StoreError, User, UserCredential,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
@@ -154,7 +154,8 @@ const SESSION_COLS: &str = "id, user_id, transport, gen, cur, prev, rotated_at, 
      grace_answers, key_ver, created_at, last_seen_at, idle_expires_at, expires_at, auth_time, aal, \
      revoked_at, revoke_reason, ip, user_agent, claims";
 
-const USER_COLS: &str = "id, email, email_verified, disabled, created_at, password_hash";
+const USER_COLS: &str =
+    "id, email, email_verified, disabled, created_at, password_hash, external_id";
 
 struct Row_ {
     session: Session,
@@ -219,7 +220,10 @@ fn user_from_row(r: &PgRow) -> Result<User, StoreError> {
     let id: Vec<u8> = r.try_get("id").map_err(get_err)?;
     Ok(User {
         id: UserId::from_bytes(id.try_into().map_err(|_| corrupt("user id"))?),
-        email: Email::from_trusted(r.try_get("email").map_err(get_err)?),
+        identity: crate::shared::identity(
+            r.try_get("email").map_err(get_err)?,
+            r.try_get("external_id").map_err(get_err)?,
+        )?,
         email_verified: r.try_get("email_verified").map_err(get_err)?,
         disabled: r.try_get("disabled").map_err(get_err)?,
         created_at: r.try_get("created_at").map_err(get_err)?,
@@ -392,6 +396,12 @@ impl PgStore {
             .await
             .map_err(classify)?;
         let db_now = db_now.ok_or_else(|| corrupt("revocation_order row missing"))?;
+        // Wakes every instance's revocation feed when (and only if) this
+        // transaction commits: PostgreSQL delivers NOTIFY at commit.
+        sqlx::query("NOTIFY sesame_revocations")
+            .execute(&mut **tx)
+            .await
+            .map_err(classify)?;
         Ok(self.clock.pick(db_now))
     }
 
@@ -642,7 +652,7 @@ impl AccountStore for PgStore {
             .map_err(classify)?;
         Ok(User {
             id: user.id,
-            email: user.email,
+            identity: sesame_core::store::Identity::Email(user.email),
             email_verified: user.email_verified,
             disabled: false,
             created_at,
@@ -781,6 +791,98 @@ impl AccountStore for PgStore {
             .await
             .map_err(classify)?;
         Ok(self.clock.pick(db_now))
+    }
+
+    async fn external_user(
+        &self,
+        external: &ExternalId,
+        new_id: UserId,
+    ) -> Result<User, StoreError> {
+        let (email, key) = crate::shared::shadow_email(external);
+        let sql = format!(
+            "INSERT INTO users (id, email, email_key, password_hash, email_verified, disabled, created_at, updated_at, external_id) \
+             VALUES ($1, $2, $3, '', FALSE, FALSE, COALESCE($4, {DB_NOW}), COALESCE($4, {DB_NOW}), $5) \
+             ON CONFLICT DO NOTHING"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(new_id.as_bytes().as_slice())
+            .bind(email)
+            .bind(key)
+            .bind(self.clock.fixed())
+            .bind(external.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE external_id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(external.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id.as_bytes().as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn put_one_time(&self, t: OneTimeToken) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO one_time_tokens (hash, kind, user_id, payload, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, COALESCE($6, {DB_NOW}))"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(t.hash.as_slice())
+            .bind(t.kind)
+            .bind(t.user_id.as_bytes().as_slice())
+            .bind(t.payload.to_string())
+            .bind(t.expires_at)
+            .bind(self.clock.fixed())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn take_one_time(
+        &self,
+        kind: &'static str,
+        hash: &[u8; 32],
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        // DELETE … RETURNING: whoever deletes the row redeems it, once.
+        let sql = format!(
+            "DELETE FROM one_time_tokens WHERE hash = $1 AND kind = $2 \
+             RETURNING user_id, payload, expires_at, COALESCE($3, {DB_NOW}) AS now"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash.as_slice())
+            .bind(kind)
+            .bind(self.clock.fixed())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(r) = row else { return Ok(None) };
+        let e = |_| corrupt("one-time token");
+        let expires_at: i64 = r.try_get("expires_at").map_err(e)?;
+        let now: i64 = r.try_get("now").map_err(e)?;
+        if expires_at <= now {
+            return Ok(None);
+        }
+        let payload: String = r.try_get("payload").map_err(e)?;
+        crate::shared::one_time(
+            kind,
+            hash,
+            r.try_get("user_id").map_err(e)?,
+            &payload,
+            expires_at,
+        )
+        .map(Some)
     }
 }
 
@@ -1003,5 +1105,22 @@ impl SessionStore for PgStore {
 
     async fn now(&self) -> Result<UnixTime, StoreError> {
         self.store_now().await
+    }
+
+    async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "UPDATE sessions SET claims = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(serde_json::Value::Object(claims.clone()).to_string())
+        .bind(user.as_bytes().as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n)
     }
 }

@@ -12,8 +12,8 @@ use sesame_core::keys::{KeyRecord, KeyState, SigningAlg};
 use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, decide};
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
-    AccountStore, AuditEvent, Created, NewSession, NewUser, Revocation, RotationOutcome,
-    SessionStore, StoreError, User, UserCredential,
+    AccountStore, AuditEvent, Created, ExternalId, NewSession, NewUser, OneTimeToken, Revocation,
+    RotationOutcome, SessionStore, StoreError, User, UserCredential,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -160,7 +160,10 @@ fn user_from_row(r: &SqliteRow) -> Result<User, StoreError> {
     let id: Vec<u8> = r.try_get("id").map_err(get_err)?;
     Ok(User {
         id: UserId::from_bytes(id.try_into().map_err(|_| corrupt("user id"))?),
-        email: Email::from_trusted(r.try_get("email").map_err(get_err)?),
+        identity: crate::shared::identity(
+            r.try_get("email").map_err(get_err)?,
+            r.try_get("external_id").map_err(get_err)?,
+        )?,
         email_verified: r.try_get::<i64, _>("email_verified").map_err(get_err)? != 0,
         disabled: r.try_get::<i64, _>("disabled").map_err(get_err)? != 0,
         created_at: r.try_get("created_at").map_err(get_err)?,
@@ -384,7 +387,7 @@ impl AccountStore for SqliteStore {
         .map_err(classify)?;
         Ok(User {
             id: user.id,
-            email: user.email,
+            identity: sesame_core::store::Identity::Email(user.email),
             email_verified: user.email_verified,
             disabled: false,
             created_at: now,
@@ -519,6 +522,91 @@ impl AccountStore for SqliteStore {
             .await
             .map_err(classify)?;
         Ok(self.clock.now())
+    }
+
+    async fn external_user(
+        &self,
+        external: &ExternalId,
+        new_id: UserId,
+    ) -> Result<User, StoreError> {
+        let now = self.clock.now();
+        let (email, key) = crate::shared::shadow_email(external);
+        sqlx::query(
+            "INSERT INTO users (id, email, email_key, password_hash, email_verified, disabled, created_at, updated_at, external_id) \
+             VALUES (?, ?, ?, '', 0, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(new_id.as_bytes().as_slice())
+        .bind(email)
+        .bind(key)
+        .bind(now)
+        .bind(now)
+        .bind(external.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        let row = sqlx::query("SELECT * FROM users WHERE external_id = ?")
+            .bind(external.as_str())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(classify)?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.as_bytes().as_slice())
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn put_one_time(&self, t: OneTimeToken) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO one_time_tokens (hash, kind, user_id, payload, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(t.hash.as_slice())
+        .bind(t.kind)
+        .bind(t.user_id.as_bytes().as_slice())
+        .bind(t.payload.to_string())
+        .bind(t.expires_at)
+        .bind(self.clock.now())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn take_one_time(
+        &self,
+        kind: &'static str,
+        hash: &[u8; 32],
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        // DELETE … RETURNING: whoever deletes the row redeems it, once.
+        let row = sqlx::query(
+            "DELETE FROM one_time_tokens WHERE hash = ? AND kind = ? RETURNING user_id, payload, expires_at",
+        )
+        .bind(hash.as_slice())
+        .bind(kind)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(classify)?;
+        let Some(r) = row else { return Ok(None) };
+        let e = |_| corrupt("one-time token");
+        let expires_at: i64 = r.try_get("expires_at").map_err(e)?;
+        if expires_at <= self.clock.now() {
+            return Ok(None);
+        }
+        let payload: String = r.try_get("payload").map_err(e)?;
+        crate::shared::one_time(
+            kind,
+            hash,
+            r.try_get("user_id").map_err(e)?,
+            &payload,
+            expires_at,
+        )
+        .map(Some)
     }
 }
 
@@ -814,5 +902,21 @@ impl SessionStore for SqliteStore {
 
     async fn now(&self) -> Result<UnixTime, StoreError> {
         Ok(self.clock.now())
+    }
+
+    async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        let n =
+            sqlx::query("UPDATE sessions SET claims = ? WHERE user_id = ? AND revoked_at IS NULL")
+                .bind(serde_json::Value::Object(claims.clone()).to_string())
+                .bind(user.as_bytes().as_slice())
+                .execute(&self.writer)
+                .await
+                .map_err(classify)?
+                .rows_affected();
+        Ok(n)
     }
 }

@@ -246,7 +246,10 @@ async fn pending_migrations_then_none() {
     };
     assert_eq!(
         store.pending_migrations().await.unwrap(),
-        vec!["1 initial".to_string()]
+        vec![
+            "1 initial".to_string(),
+            "2 external users one time tokens".to_string()
+        ]
     );
     store.migrate().await.unwrap();
     assert!(store.pending_migrations().await.unwrap().is_empty());

@@ -72,6 +72,9 @@ macro_rules! conformance_tests {
             replaces_earlier_session,
             list_sessions_shows_live_and_recently_revoked,
             revocation_rows_have_increasing_sequence_numbers,
+            external_users_are_shadow_rows,
+            one_time_tokens_redeem_once,
+            user_claims_reach_live_sessions,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
@@ -856,4 +859,104 @@ pub async fn revocation_rows_have_increasing_sequence_numbers(h: Harness) {
     assert!(rows.iter().all(|r| r.not_after > T0));
     let page = h.sessions.revocations_after(rows[1].seq, 2).await.unwrap();
     assert_eq!(page, rows[2..4].to_vec());
+}
+
+/// Shadow users of external ids: created once, never found by email (not
+/// even an address that spells the shadow key), deletable.
+pub async fn external_users_are_shadow_rows(h: Harness) {
+    let x = ExternalId::parse("auth0|1234@example.com").unwrap();
+    let first = h.accounts.external_user(&x, UserId::new()).await.unwrap();
+    assert_eq!(first.external_id(), Some(&x));
+    assert_eq!(first.email(), None);
+    // Asking again returns the same user, whatever id is offered.
+    let again = h.accounts.external_user(&x, UserId::new()).await.unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(
+        h.accounts.user_by_id(first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    // A local account whose address looks like the shadow key is another user.
+    let local = user(&h, "external:auth0|1234@example.com").await;
+    assert_ne!(local.id, first.id);
+    assert!(
+        h.accounts
+            .user_by_email(&Email::parse("auth0|1234@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(ExternalId::parse("").is_none());
+    assert!(ExternalId::parse("a\nb").is_none());
+    assert!(ExternalId::parse(&"x".repeat(201)).is_none());
+    // Deleting the user deletes it (and only it).
+    assert!(h.accounts.delete_user(first.id).await.unwrap());
+    assert!(!h.accounts.delete_user(first.id).await.unwrap());
+    assert_eq!(h.accounts.user_by_id(first.id).await.unwrap(), None);
+    assert!(h.accounts.user_by_id(local.id).await.unwrap().is_some());
+}
+
+/// One-time tokens: redeemed once, never after expiry (store time), only for
+/// their kind, and concurrent redeemers get it exactly once.
+pub async fn one_time_tokens_redeem_once(h: Harness) {
+    let u = user(&h, "ott@example.com").await;
+    let token = |b: u8, expires_at| OneTimeToken {
+        kind: "handoff",
+        hash: [b; 32],
+        user_id: u.id,
+        payload: serde_json::json!({"claims": {"role": "x"}}),
+        expires_at,
+    };
+    h.accounts.put_one_time(token(1, T0 + 60)).await.unwrap();
+    assert_eq!(
+        h.accounts.take_one_time("verify", &[1; 32]).await.unwrap(),
+        None
+    );
+    let got = h.accounts.take_one_time("handoff", &[1; 32]).await.unwrap();
+    assert_eq!(got, Some(token(1, T0 + 60)));
+    assert_eq!(
+        h.accounts.take_one_time("handoff", &[1; 32]).await.unwrap(),
+        None
+    );
+
+    h.accounts.put_one_time(token(2, T0 + 60)).await.unwrap();
+    h.clock.advance(60);
+    assert_eq!(
+        h.accounts.take_one_time("handoff", &[2; 32]).await.unwrap(),
+        None
+    );
+
+    h.accounts.put_one_time(token(3, T0 + 600)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let a = h.accounts.clone();
+        tasks.push(tokio::spawn(async move {
+            a.take_one_time("handoff", &[3; 32]).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap().is_some() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+/// `set_user_claims` changes the claims of the user's live sessions only.
+pub async fn user_claims_reach_live_sessions(h: Harness) {
+    let u = user(&h, "claims@example.com").await;
+    let other = user(&h, "claims-other@example.com").await;
+    let a = session(&h, new_session(u.id, Transport::Hybrid, 10)).await;
+    let b = session(&h, new_session(u.id, Transport::Bearer, 20)).await;
+    let c = session(&h, new_session(other.id, Transport::Hybrid, 30)).await;
+    h.sessions.revoke(b.id, RevokeReason::Logout).await.unwrap();
+    let claims = serde_json::Map::from_iter([("plan".to_string(), serde_json::json!("pro"))]);
+    assert_eq!(h.sessions.set_user_claims(u.id, &claims).await.unwrap(), 1);
+    let read = |id| {
+        let s = h.sessions.clone();
+        async move { s.session(id).await.unwrap().unwrap().claims }
+    };
+    assert_eq!(read(a.id).await, claims);
+    assert_eq!(read(b.id).await, b.claims);
+    assert_eq!(read(c.id).await, c.claims);
 }

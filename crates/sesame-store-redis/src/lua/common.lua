@@ -11,6 +11,7 @@
 --                      store time after which its key is no longer needed
 --   P .. 'revocations' stream, revocation rows, entry id = '<seq>-0'
 --   P .. 'revseq'      string, the last revocation sequence number
+--   P .. 'revocations:wake'  pub/sub channel, a message per revocation row
 local P = ARGV[1]
 local NOW = tonumber(ARGV[2])
 if NOW < 0 then
@@ -156,6 +157,9 @@ local function add_row(sid, reason)
   local seq = redis.call('INCR', REVSEQ)
   redis.call('XADD', REVS, n2s(seq) .. '-0',
     'sid', sid, 'reason', reason, 'not_after', n2s(NOW + MARGIN))
+  -- Wakes every Sesame instance's revocation feed (pub/sub is delivered
+  -- after the script, which runs atomically).
+  redis.call('PUBLISH', P .. 'revocations:wake', n2s(seq))
 end
 
 -- Revokes a session if it is not revoked yet (keeping the first reason),
