@@ -4,6 +4,7 @@
 //! these methods; nothing here knows about requests, cookies or SQL.
 
 use crate::access::{AccessClaims, RESERVED_CLAIMS, VerifiedClaims, Verifier};
+use crate::binding::{self, BindingKeys, BindingMode, IpPrefixes};
 use crate::clock::{Clock, UnixTime};
 use crate::crypto;
 use crate::error::{Error, FieldError};
@@ -15,8 +16,8 @@ use crate::refresh::{RefreshKeys, RefreshToken};
 use crate::rotation::{Channel, Presented, RotationPolicy};
 use crate::session::{Aal, DeviceInfo, RevokeReason, Session, Transport};
 use crate::store::{
-    AccountStore, AuditEvent, Created, NewSession, NewUser, RotationOutcome, SessionCap,
-    SessionStore, StoreError, User,
+    AccountStore, AuditEvent, Created, ExternalId, NewSession, NewUser, OneTimeToken,
+    RotationOutcome, SessionCap, SessionStore, StoreError, User,
 };
 use serde_json::json;
 use std::fmt;
@@ -51,7 +52,25 @@ pub struct EngineConfig {
     pub revoked_session_visibility: i64,
     /// Log full IP addresses (else they are masked to their network).
     pub log_pii: bool,
+    /// Token binding (§1); off by default.
+    pub binding: BindingConfig,
 }
+
+/// Token binding settings.
+#[derive(Debug, Clone, Default)]
+pub struct BindingConfig {
+    /// `binding`.
+    pub mode: BindingMode,
+    /// Keys derived from `binding_key` (required unless the mode is `none`).
+    pub keys: Option<BindingKeys>,
+    /// Prefix lengths for `ip_ua`.
+    pub prefixes: IpPrefixes,
+}
+
+/// Lifetime of a handoff code, seconds (DESIGN §3).
+pub const HANDOFF_TTL: i64 = 60;
+/// The one-time-token kind of handoff codes.
+const HANDOFF: &str = "handoff";
 
 /// Tokens handed to a client after login, register or refresh.
 #[derive(Clone)]
@@ -133,6 +152,7 @@ pub struct Engine {
     cfg: EngineConfig,
     revoked: RevokedSet,
     dummy_hash: String,
+    on_revoked: Option<RevocationHook>,
     /// When an unknown `kid` last triggered a reload (at most one per
     /// [`UNKNOWN_KID_RELOAD_EVERY`], so garbage kids cannot hammer the store).
     last_kid_reload: std::sync::Mutex<Option<std::time::Instant>>,
@@ -166,6 +186,19 @@ pub struct EngineParts {
     pub master_key: Zeroizing<[u8; 32]>,
     /// Generate a key ring when the store has none (development mode).
     pub generate_missing_keys: bool,
+    /// Called whenever this engine revokes a session (the server wakes its
+    /// revocation feed with it).
+    pub on_revoked: Option<RevocationHook>,
+}
+
+/// A callback run after each revocation this engine makes.
+#[derive(Clone)]
+pub struct RevocationHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for RevocationHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RevocationHook")
+    }
 }
 
 /// Why the engine could not start.
@@ -213,6 +246,7 @@ impl Engine {
             cfg,
             dummy_hash,
             last_kid_reload: std::sync::Mutex::new(None),
+            on_revoked: parts.on_revoked,
         })
     }
 
@@ -552,15 +586,72 @@ impl Engine {
             .await;
         }
         let _ = auth_time;
-        self.grant(user.clone(), session, &token)
+        self.grant(user.clone(), session, &token, &ctx.device)
     }
 
     fn note_revoked(&self, sid: SessionId, reason: RevokeReason) {
         let not_after = self.clock.now() + self.cfg.access_ttl + self.cfg.leeway + 1;
         self.revoked.insert(sid, reason, not_after);
+        if let Some(hook) = &self.on_revoked {
+            (hook.0)();
+        }
     }
 
-    fn grant(&self, user: User, session: Session, token: &RefreshToken) -> Result<Grant, Error> {
+    /// The `__Host-sesame_fp` value for a session under cookie binding, when
+    /// its transport uses cookies (bearer clients have no cookie jar to hold it).
+    pub fn fp_cookie(&self, session: &Session) -> Option<String> {
+        match (&self.cfg.binding.mode, &self.cfg.binding.keys) {
+            (BindingMode::Cookie, Some(keys)) if session.transport != Transport::Bearer => {
+                Some(keys.fp_cookie(session.id))
+            }
+            _ => None,
+        }
+    }
+
+    /// The `cnf` claim of a new access token for `session` on `device`.
+    fn cnf(&self, session: &Session, device: &DeviceInfo) -> Option<serde_json::Value> {
+        match (&self.cfg.binding.mode, &self.cfg.binding.keys) {
+            (BindingMode::Cookie, Some(_)) => {
+                self.fp_cookie(session).map(|fp| binding::cnf_fp(&fp))
+            }
+            (BindingMode::IpUa, Some(keys)) => {
+                let ip = device.ip.as_deref().and_then(|s| s.parse().ok());
+                let ua = device.user_agent.as_deref().unwrap_or("");
+                Some(binding::cnf_ip_ua(&keys.ip_ua_tag(
+                    ip,
+                    ua,
+                    self.cfg.binding.prefixes,
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks a verified token's binding against the request it came with.
+    pub fn check_binding(
+        &self,
+        claims: &VerifiedClaims,
+        facts: &binding::RequestFacts<'_>,
+    ) -> Result<(), Error> {
+        binding::check(
+            claims.claims().cnf.as_ref(),
+            facts,
+            self.cfg.binding.keys.as_ref(),
+            self.cfg.binding.prefixes,
+        )
+        .map_err(|e| {
+            tracing::debug!(failure = %e, "access token binding failed");
+            Error::InvalidToken
+        })
+    }
+
+    fn grant(
+        &self,
+        user: User,
+        session: Session,
+        token: &RefreshToken,
+        device: &DeviceInfo,
+    ) -> Result<Grant, Error> {
         let now = self.clock.now();
         let exp = (now + self.cfg.access_ttl).min(session.expires_at);
         let claims = AccessClaims {
@@ -573,7 +664,7 @@ impl Engine {
             jti: crypto::b64(&crypto::random::<16>()),
             auth_time: session.auth_time,
             aal: session.aal,
-            cnf: None,
+            cnf: self.cnf(&session, device),
             ext: session.claims.clone(),
         };
         let access_token = self
@@ -676,7 +767,7 @@ impl Engine {
         if user.disabled {
             return Err(Error::SessionRevoked(RevokeReason::AccountDisabled));
         }
-        let mut grant = self.grant(user, session, &successor)?;
+        let mut grant = self.grant(user, session, &successor, device)?;
         grant.grace = grace;
         Ok(grant)
     }
@@ -914,6 +1005,160 @@ impl Engine {
             self.revoke_user_sessions(user, None, RevokeReason::AccountDisabled, None)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Library mode and the admin API: opens a session for an existing user
+    /// (authenticated by the caller) with application claims. The session
+    /// records `auth_time` = now and `aal1`.
+    pub async fn create_session(
+        &self,
+        user: UserId,
+        claims: serde_json::Map<String, serde_json::Value>,
+        ctx: &LoginContext,
+    ) -> Result<Grant, Error> {
+        Self::check_app_claims(&claims)?;
+        let user = self
+            .accounts
+            .user_by_id(user)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        let grant = self
+            .open_session(&user, self.clock.now(), Aal::Aal1, claims, ctx)
+            .await?;
+        self.audit(
+            "session_created",
+            Some(user.id),
+            Some(grant.session.id),
+            ctx.device.ip.as_deref(),
+            json!({ "by": "api" }),
+        )
+        .await;
+        Ok(grant)
+    }
+
+    /// The shadow user of an externally authenticated user, created on first use.
+    pub async fn external_user(&self, external: &str) -> Result<User, Error> {
+        let x = ExternalId::parse(external).ok_or_else(|| {
+            Error::field("user_id", "must be 1–200 bytes without control characters")
+        })?;
+        Ok(self.accounts.external_user(&x, UserId::new()).await?)
+    }
+
+    /// Library mode: a session for an externally authenticated user, by the
+    /// caller's own id for them (a shadow user row is created on first use).
+    pub async fn create_external_session(
+        &self,
+        external: &str,
+        claims: serde_json::Map<String, serde_json::Value>,
+        ctx: &LoginContext,
+    ) -> Result<Grant, Error> {
+        Self::check_app_claims(&claims)?;
+        let user = self.external_user(external).await?;
+        self.create_session(user.id, claims, ctx).await
+    }
+
+    /// Admin API: prepares a session for an external user and returns the
+    /// user and a one-time handoff code (stored hashed, valid
+    /// [`HANDOFF_TTL`] seconds) that the browser redeems with
+    /// [`Engine::exchange_handoff`]. The session itself is created at the
+    /// exchange, so it records the browser's device, not the caller's.
+    pub async fn create_handoff(
+        &self,
+        external: &str,
+        claims: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(User, String), Error> {
+        Self::check_app_claims(&claims)?;
+        let user = self.external_user(external).await?;
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        let code = format!("shc_{}", crypto::b64(&crypto::random::<32>()));
+        // The account store's clock: it is the one that checks expiry.
+        let now = self.accounts.ping().await?;
+        self.accounts
+            .put_one_time(OneTimeToken {
+                kind: HANDOFF,
+                hash: crypto::sha256(code.as_bytes()),
+                user_id: user.id,
+                payload: json!({ "claims": claims }),
+                expires_at: now + HANDOFF_TTL,
+            })
+            .await?;
+        self.audit("handoff_created", Some(user.id), None, None, json!({}))
+            .await;
+        Ok((user, code))
+    }
+
+    /// Redeems a handoff code once: opens the prepared session for the
+    /// device presenting it. Unknown, used and expired codes are alike.
+    pub async fn exchange_handoff(&self, code: &str, ctx: &LoginContext) -> Result<Grant, Error> {
+        if !code.starts_with("shc_") || code.len() > 64 {
+            return Err(Error::HandoffInvalid);
+        }
+        let hash = crypto::sha256(code.as_bytes());
+        let t = self
+            .accounts
+            .take_one_time(HANDOFF, &hash)
+            .await?
+            .ok_or(Error::HandoffInvalid)?;
+        let claims = t
+            .payload
+            .get("claims")
+            .and_then(|c| c.as_object())
+            .cloned()
+            .unwrap_or_default();
+        match self.create_session(t.user_id, claims, ctx).await {
+            Err(Error::NotFound) => Err(Error::HandoffInvalid),
+            other => other,
+        }
+    }
+
+    /// Admin API: replaces the application claims of a user's live sessions.
+    /// They reach access tokens at the next refresh, or — with `revoke` —
+    /// every session ends now (reason `revoked_by_admin`).
+    pub async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: serde_json::Map<String, serde_json::Value>,
+        revoke: bool,
+    ) -> Result<u64, Error> {
+        Self::check_app_claims(&claims)?;
+        if self.accounts.user_by_id(user).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        let n = self.sessions.set_user_claims(user, &claims).await?;
+        self.audit(
+            "claims_changed",
+            Some(user),
+            None,
+            None,
+            json!({ "sessions": n, "revoke": revoke }),
+        )
+        .await;
+        if revoke {
+            self.revoke_user_sessions(user, None, RevokeReason::RevokedByAdmin, None)
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Deletes a user: every session ends (reason `account_deleted`, with
+    /// revocation rows so resource servers learn it), then the row goes.
+    pub async fn delete_user(&self, user: UserId) -> Result<(), Error> {
+        if self.accounts.user_by_id(user).await?.is_none() {
+            return Err(Error::NotFound);
+        }
+        self.revoke_user_sessions(user, None, RevokeReason::AccountDeleted, None)
+            .await?;
+        if !self.accounts.delete_user(user).await? {
+            return Err(Error::NotFound);
+        }
+        self.audit("user_deleted", Some(user), None, None, json!({}))
+            .await;
         Ok(())
     }
 

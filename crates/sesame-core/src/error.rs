@@ -56,6 +56,9 @@ pub enum Error {
     /// 404 `not_found`.
     #[error("not found")]
     NotFound,
+    /// 401 `handoff_code_invalid`: unknown, used or expired handoff code.
+    #[error("invalid handoff code")]
+    HandoffInvalid,
     /// 409 `email_taken`.
     #[error("email already registered")]
     EmailTaken,

@@ -50,6 +50,15 @@ pub enum Identity {
     External(ExternalId),
 }
 
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Email(e) => e.fmt(f),
+            Self::External(x) => write!(f, "external:{}", x.0),
+        }
+    }
+}
+
 /// A caller-chosen id for an externally authenticated user: 1–200 bytes of printable
 /// characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]

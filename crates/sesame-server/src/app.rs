@@ -4,14 +4,14 @@
 //! route template, request tracing with secrets redacted.
 
 use crate::http::extract::{AppState, MAX_BODY};
-use crate::http::{openapi, routes};
+use crate::http::{admin, feed, openapi, routes};
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use std::time::{Duration, Instant};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -28,6 +28,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/auth/sessions", get(routes::sessions))
         .route("/auth/sessions/{id}", delete(routes::revoke_session))
         .route("/auth/password", post(routes::change_password))
+        .route("/auth/session/exchange", post(admin::exchange))
+        .route("/auth/revocations", get(feed::revocations))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             end_session_cookies,
@@ -38,8 +40,28 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             HeaderValue::from_static("no-store"),
         ));
 
+    // API-key routes: no cookies, so no CSRF check; answers carry handoff
+    // codes and session lists, so never cached.
+    let admin = Router::new()
+        .route("/admin/sessions", post(admin::create_session))
+        .route("/admin/sessions/{sid}", delete(admin::revoke_session))
+        .route(
+            "/admin/users/{id}/sessions",
+            get(admin::user_sessions).delete(admin::revoke_user_sessions),
+        )
+        .route("/admin/users/{id}/claims", put(admin::set_claims))
+        .route("/admin/users/{id}/disable", post(admin::disable_user))
+        .route("/admin/users/{id}/enable", post(admin::enable_user))
+        .route("/admin/users/{id}", delete(admin::delete_user))
+        .route("/admin/keys/rotate", post(admin::rotate_keys))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+
     let mut app = Router::new()
         .merge(auth)
+        .merge(admin)
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))

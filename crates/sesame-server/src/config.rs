@@ -36,6 +36,7 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
+use sesame_core::binding::{BindingKeys, BindingMode, IpPrefixes};
 use sesame_core::engine::EngineConfig;
 use sesame_core::keys::SigningAlg;
 use sesame_core::password::HashParams;
@@ -100,6 +101,14 @@ pub const KEYS: &[&str] = &[
     "refresh_key_version",
     "refresh_keys_previous",
     "refresh_keys_previous_file",
+    "binding",
+    "binding_key",
+    "binding_key_file",
+    "binding_ipv4_prefix",
+    "binding_ipv6_prefix",
+    "admin_api_keys",
+    "service_api_keys",
+    "revocation_feed_heartbeat",
 ];
 
 /// Keys whose value is a list: a TOML array, or comma-separated in the
@@ -109,6 +118,8 @@ const LIST_KEYS: &[&str] = &[
     "allowed_transports",
     "trusted_proxies",
     "refresh_keys_previous",
+    "admin_api_keys",
+    "service_api_keys",
 ];
 
 /// Keys whose values must never appear in an error message (the URLs may
@@ -117,6 +128,7 @@ const SECRET_KEYS: &[&str] = &[
     "master_key",
     "refresh_key",
     "refresh_keys_previous",
+    "binding_key",
     "database_url",
     "session_store_url",
 ];
@@ -240,6 +252,14 @@ pub struct RawConfig {
     pub refresh_key_version: Option<i64>,
     pub refresh_keys_previous: Option<Vec<SecretString>>,
     pub refresh_keys_previous_file: Option<String>,
+    pub binding: Option<String>,
+    pub binding_key: Option<SecretString>,
+    pub binding_key_file: Option<String>,
+    pub binding_ipv4_prefix: Option<i64>,
+    pub binding_ipv6_prefix: Option<i64>,
+    pub admin_api_keys: Option<Vec<String>>,
+    pub service_api_keys: Option<Vec<String>>,
+    pub revocation_feed_heartbeat: Option<String>,
 }
 
 /// Layers the TOML file and the environment into a [`RawConfig`].
@@ -620,6 +640,17 @@ pub struct Config {
     pub dev_secrets_file: PathBuf,
     pub refresh_key_version: u8,
     pub secrets: Secrets,
+    pub binding: BindingMode,
+    pub binding_prefixes: IpPrefixes,
+    /// Keys derived from `binding_key` (or, when it is unset and `ip_ua` is
+    /// not used, from the master key); `None` when binding is off.
+    pub binding_keys: Option<BindingKeys>,
+    /// SHA-256 of each admin API key (two during a key rotation).
+    pub admin_api_keys: Vec<[u8; 32]>,
+    /// SHA-256 of each service API key (revocation feed).
+    pub service_api_keys: Vec<[u8; 32]>,
+    /// Seconds between heartbeats on the revocation feed.
+    pub revocation_feed_heartbeat: i64,
 }
 
 impl Config {
@@ -687,6 +718,11 @@ impl Config {
             signing_alg: self.signing_alg,
             revoked_session_visibility: self.revoked_session_visibility,
             log_pii: self.log_pii,
+            binding: sesame_core::engine::BindingConfig {
+                mode: self.binding,
+                keys: self.binding_keys.clone(),
+                prefixes: self.binding_prefixes,
+            },
         }
     }
 }
@@ -964,6 +1000,59 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         &dev_secrets_file,
     )?;
 
+    // Binding and API keys.
+    let binding = match raw.binding.as_deref() {
+        None => BindingMode::None,
+        Some(b) => BindingMode::parse(b).ok_or_else(|| {
+            ConfigError::new(
+                "binding",
+                format!("must be \"none\", \"cookie\" or \"ip_ua\", not {b:?}"),
+            )
+        })?,
+    };
+    let binding_prefixes = IpPrefixes {
+        v4: int("binding_ipv4_prefix", raw.binding_ipv4_prefix, 24, 8, 32)?,
+        v6: int("binding_ipv6_prefix", raw.binding_ipv6_prefix, 64, 16, 128)?,
+    };
+    let binding_key = sourced("binding_key", raw.binding_key, raw.binding_key_file)?;
+    let binding_keys = match (binding, binding_key) {
+        (BindingMode::None, _) => None,
+        (_, Some(key)) => {
+            let bytes = decode_b64(&key)?;
+            if bytes.len() < 32 {
+                return err(
+                    &key.setting,
+                    format!(
+                        "must decode to at least 32 bytes, not {}; {GENERATE_KEY_HINT}",
+                        bytes.len()
+                    ),
+                );
+            }
+            Some(BindingKeys::derive(&bytes))
+        }
+        // Resource servers checking ip_ua need the key, so production wants
+        // it configured (and shared with them); cookie binding needs no key
+        // outside Sesame and derives its own from the master key.
+        (BindingMode::IpUa, None) if production => return Err(missing("binding_key")),
+        (_, None) => Some(BindingKeys::derive(&sesame_core::crypto::hkdf32(
+            &secrets.master_key[..],
+            b"sesame/binding_key",
+        ))),
+    };
+    let admin_api_keys = api_key_hashes("admin_api_keys", raw.admin_api_keys)?;
+    let service_api_keys = api_key_hashes("service_api_keys", raw.service_api_keys)?;
+    let revocation_feed_heartbeat = duration(
+        "revocation_feed_heartbeat",
+        raw.revocation_feed_heartbeat.as_deref(),
+        5,
+    )?;
+    in_range(
+        "revocation_feed_heartbeat",
+        revocation_feed_heartbeat,
+        1,
+        60,
+    )?;
+
     Ok(Config {
         mode,
         bind,
@@ -1007,7 +1096,39 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         dev_secrets_file,
         refresh_key_version,
         secrets,
+        binding,
+        binding_prefixes,
+        binding_keys,
+        admin_api_keys,
+        service_api_keys,
+        revocation_feed_heartbeat,
     })
+}
+
+/// API keys are configured by their SHA-256 (`sha256:` + base64url, as
+/// `sesame api-key new` prints it), so the configuration holds nothing that
+/// opens the API.
+fn api_key_hashes(key: &str, raw: Option<Vec<String>>) -> Result<Vec<[u8; 32]>, ConfigError> {
+    raw.unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            entry
+                .trim()
+                .strip_prefix("sha256:")
+                .and_then(sesame_core::crypto::b64_decode)
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        key,
+                        format!(
+                            "entry {} must be sha256:<base64url of 32 bytes>, as printed by `sesame api-key new`",
+                            i + 1
+                        ),
+                    )
+                })
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------

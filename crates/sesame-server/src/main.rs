@@ -51,6 +51,16 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// API keys for the admin API and the revocation feed.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeyCmd {
+    /// Generate a key: prints the key (give it to the caller) and its hash
+    /// (put it in `admin_api_keys` or `service_api_keys`).
+    New,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,6 +96,10 @@ enum UserCmd {
     },
     /// Disable a user (by id or email) and revoke all their sessions.
     Disable { user: String },
+    /// Enable a disabled user (by id or email).
+    Enable { user: String },
+    /// Delete a user (by id or email): every session ends, the row goes.
+    Delete { user: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -164,6 +178,13 @@ async fn find_user(engine: &sesame_core::Engine, who: &str) -> anyhow::Result<Us
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::ApiKey(ApiKeyCmd::New)) = &cli.command {
+        // Needs no configuration: nothing is stored.
+        let key = server::new_api_key();
+        println!("key:  {}", key.key);
+        println!("hash: {}", key.hash);
+        return Ok(());
+    }
     let cfg = load_config(&cli)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command.as_ref().unwrap_or(&Command::Serve) {
@@ -264,14 +285,14 @@ async fn main() -> anyhow::Result<()> {
                         .add_user(email, pw)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    println!("{}\t{}", user.id, user.email);
+                    println!("{}\t{}", user.id, user.identity);
                 }
                 UserCmd::List { limit, offset } => {
                     for u in engine.accounts().list_users(*limit, *offset).await? {
                         println!(
                             "{}\t{}\t{}\t{}",
                             u.id,
-                            u.email,
+                            u.identity,
                             if u.email_verified {
                                 "verified"
                             } else {
@@ -288,6 +309,22 @@ async fn main() -> anyhow::Result<()> {
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     println!("disabled {id}; every session revoked");
+                }
+                UserCmd::Enable { user } => {
+                    let id = find_user(&engine, user).await?;
+                    engine
+                        .set_user_disabled(id, false)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("enabled {id}");
+                }
+                UserCmd::Delete { user } => {
+                    let id = find_user(&engine, user).await?;
+                    engine
+                        .delete_user(id)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("deleted {id}; every session revoked");
                 }
             }
             stores.close().await;
@@ -348,6 +385,8 @@ async fn main() -> anyhow::Result<()> {
             println!("configuration is valid");
             println!("{cfg:#?}");
         }
+        // Answered before the configuration was loaded.
+        Command::ApiKey(_) => {}
     }
     Ok(())
 }

@@ -19,6 +19,8 @@ pub struct ApiError {
     retry_after: Option<u64>,
     /// Expire Sesame's cookies with this answer (the session is over).
     pub(crate) end_session: bool,
+    /// Answer `WWW-Authenticate` for an API key.
+    api_key: bool,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             extra: Default::default(),
             retry_after: None,
             end_session: false,
+            api_key: false,
         }
     }
 
@@ -128,6 +131,18 @@ impl ApiError {
         )
     }
 
+    /// 401 `invalid_api_key`: the admin API or the revocation feed without
+    /// a configured key. `WWW-Authenticate` names the scheme.
+    pub fn invalid_api_key() -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "An API key is missing or invalid",
+        );
+        e.api_key = true;
+        e
+    }
+
     /// 503 `storage_unavailable`.
     pub fn storage_unavailable() -> Self {
         Self::new(
@@ -218,6 +233,11 @@ impl From<Error> for ApiError {
                 Self::new(S::FORBIDDEN, "account_disabled", "This account is disabled")
             }
             Error::NotFound => Self::not_found(),
+            Error::HandoffInvalid => Self::new(
+                S::UNAUTHORIZED,
+                "handoff_code_invalid",
+                "The handoff code is unknown, used or expired",
+            ),
             Error::EmailTaken => Self::new(
                 S::CONFLICT,
                 "email_taken",
@@ -267,6 +287,12 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/problem+json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.api_key {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sesame-api\""),
+            );
+        }
         if self.code == "invalid_token" {
             h.insert(
                 header::WWW_AUTHENTICATE,

@@ -9,13 +9,15 @@
 use crate::app;
 use crate::config::{Config, DatabaseKind, SessionStoreUrl};
 use crate::hash_pool::PooledHasher;
+pub use crate::http::api_keys::new_api_key;
 use crate::http::cookies::CookiePolicy;
 use crate::http::extract::{AppState, HttpSettings};
+use crate::http::feed::FeedHub;
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretBox};
 use sesame_core::clock::Clock;
-use sesame_core::engine::{Engine, EngineParts};
+use sesame_core::engine::{Engine, EngineParts, RevocationHook};
 use sesame_core::refresh::RefreshKeys;
 use sesame_core::store::{AccountStore, SessionStore, StoreError};
 use sesame_store_redis::{Persistence, RedisClock, RedisSessionStore, RedisStoreOptions};
@@ -280,6 +282,17 @@ impl Stores {
         }
     }
 
+    /// What wakes this instance when another one revokes: Redis pub/sub for
+    /// Redis sessions, LISTEN/NOTIFY for PostgreSQL; `None` (polling only)
+    /// for SQLite, which has one writer, and MariaDB, which has neither.
+    fn revocation_watcher(&self) -> Option<RevocationWatcher> {
+        match (&self.redis, &self.sql) {
+            (Some(r), _) => Some(RevocationWatcher::Redis(r.clone())),
+            (None, Some(SqlStore::Postgres(p))) => Some(RevocationWatcher::Postgres(p.clone())),
+            _ => None,
+        }
+    }
+
     /// Closes the SQL pool (Redis connections close when dropped).
     pub async fn close(&self) {
         if let Some(s) = &self.sql {
@@ -332,11 +345,36 @@ impl Stores {
     }
 }
 
+/// A subscription to other instances' revocations.
+enum RevocationWatcher {
+    Redis(RedisSessionStore),
+    Postgres(PgStore),
+}
+
+impl RevocationWatcher {
+    async fn run(self, wake: impl Fn() + Send + Sync) {
+        match self {
+            Self::Redis(r) => r.watch_revocations(wake).await,
+            Self::Postgres(p) => p.watch_revocations(wake).await,
+        }
+    }
+}
+
 /// The engine over `stores`, with the server's bounded hashing pool.
 pub async fn open_engine(
     config: &Config,
     stores: &Stores,
     clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<Engine>> {
+    open_engine_with(config, stores, clock, None).await
+}
+
+/// [`open_engine`] with a callback after each revocation it makes.
+async fn open_engine_with(
+    config: &Config,
+    stores: &Stores,
+    clock: Arc<dyn Clock>,
+    on_revoked: Option<RevocationHook>,
 ) -> anyhow::Result<Arc<Engine>> {
     let refresh_keys = RefreshKeys::new(
         config
@@ -364,6 +402,7 @@ pub async fn open_engine(
         refresh_keys,
         master_key: Zeroizing::new(*config.secrets.master_key),
         generate_missing_keys: !config.is_production(),
+        on_revoked,
     };
     let engine = Engine::start(parts, config.engine_config()).await.map_err(|e| match e {
         sesame_core::engine::StartError::Keys(sesame_core::keys::KeyError::NoActiveKey) => anyhow::anyhow!(
@@ -384,6 +423,7 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The engine (for CLI-like operations in tests).
     pub engine: Arc<Engine>,
+    feed: Arc<FeedHub>,
     stores: Stores,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
@@ -423,6 +463,9 @@ impl MetricsServer {
 impl Running {
     /// Finishes in-flight requests, stops background tasks, closes the store.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        // Open feeds never finish by themselves; graceful shutdown waits
+        // for every connection.
+        self.feed.close();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -547,13 +590,21 @@ async fn start_with_stores(
     stores: Stores,
     metrics: Option<(TcpListener, PrometheusHandle)>,
 ) -> anyhow::Result<Running> {
-    let engine = open_engine(&config, &stores, clock.clone()).await?;
+    // Revocations by this instance, or (through NOTIFY / pub/sub) by any,
+    // kick the liveness sync at once instead of at its next tick.
+    let kick = Arc::new(tokio::sync::Notify::new());
+    let k = kick.clone();
+    let hook = RevocationHook(Arc::new(move || k.notify_one()));
+    let engine = open_engine_with(&config, &stores, clock.clone(), Some(hook)).await?;
     engine
         .revoked_set()
         .sync(&**engine.sessions(), clock.now())
         .await
         .context("reading revocations")?;
 
+    let feed = Arc::new(FeedHub::new(Duration::from_secs(
+        config.revocation_feed_heartbeat.unsigned_abs(),
+    )));
     let state = AppState {
         engine: engine.clone(),
         http: Arc::new(HttpSettings {
@@ -565,11 +616,14 @@ async fn start_with_stores(
                 .collect(),
             allowed_transports: config.allowed_transports.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
+            admin_api_keys: config.admin_api_keys.clone(),
+            service_api_keys: config.service_api_keys.clone(),
         }),
         cookies: Arc::new(CookiePolicy {
             domain: config.cookie_domain.clone(),
             clear_site_data: config.logout_clear_site_data,
         }),
+        feed: feed.clone(),
     };
     let router = app::router(state, config.request_timeout_duration());
 
@@ -577,15 +631,24 @@ async fn start_with_stores(
     // Liveness: revocations made by other instances reach this one within a second.
     // Its age is a metric because a stalled sync silently widens the window
     // in which a revoked session's access tokens still work here.
-    let (e, c) = (engine.clone(), clock.clone());
+    // The same sync feeds the revocation feed: new rows bump the hub.
+    let (e, c, f, k) = (engine.clone(), clock.clone(), feed.clone(), kick.clone());
     background.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         // The sync just above succeeded.
         let mut last_ok = tokio::time::Instant::now();
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = k.notified() => {}
+            }
             match e.revoked_set().sync(&**e.sessions(), c.now()).await {
-                Ok(_) => last_ok = tokio::time::Instant::now(),
+                Ok(n) => {
+                    last_ok = tokio::time::Instant::now();
+                    if n > 0 {
+                        f.bump();
+                    }
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "revocation sync failed; falling back to store reads");
                 }
@@ -593,6 +656,12 @@ async fn start_with_stores(
             crate::telemetry::revocation_sync_age(last_ok.elapsed());
         }
     }));
+    if let Some(watch) = stores.revocation_watcher() {
+        let k = kick.clone();
+        background.push(tokio::spawn(async move {
+            watch.run(move || k.notify_one()).await;
+        }));
+    }
     let (e, every) = (engine.clone(), config.key_reload_duration());
     background.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
@@ -643,6 +712,7 @@ async fn start_with_stores(
         addr,
         metrics_addr,
         engine,
+        feed,
         stores,
         shutdown: Some(tx),
         server,

@@ -1012,4 +1012,11 @@ impl SessionStore for Skewed {
     async fn now(&self) -> Result<UnixTime, StoreError> {
         Ok(self.inner.now().await? + self.by.load(std::sync::atomic::Ordering::SeqCst))
     }
+    async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        self.inner.set_user_claims(user, claims).await
+    }
 }

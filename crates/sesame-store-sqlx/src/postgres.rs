@@ -288,6 +288,35 @@ impl PgStore {
         })
     }
 
+    /// Calls `wake` whenever any instance commits a revocation (every
+    /// revocation transaction sends `NOTIFY sesame_revocations`), so
+    /// revocation feeds tail without polling. Holds one pooled connection;
+    /// runs until the future is dropped, reconnecting after a pause on errors.
+    pub async fn watch_revocations(&self, wake: impl Fn() + Send + Sync) {
+        loop {
+            match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(mut listener) => match listener.listen("sesame_revocations").await {
+                    Ok(()) => {
+                        // Anything may have happened while not listening.
+                        wake();
+                        loop {
+                            match listener.recv().await {
+                                Ok(_) => wake(),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "revocation LISTEN connection lost; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "LISTEN sesame_revocations failed"),
+                },
+                Err(e) => tracing::warn!(error = %e, "revocation listener could not connect"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("migrations/postgres")

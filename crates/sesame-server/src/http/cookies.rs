@@ -15,6 +15,8 @@ pub const REFRESH: &str = "__Host-sesame_rt";
 pub const ACCESS: &str = "__Host-sesame_at";
 /// The access cookie when `cookie_domain` is set.
 pub const ACCESS_DOMAIN: &str = "__Secure-sesame_at";
+/// The binding cookie (`binding = "cookie"`).
+pub const FP: &str = sesame_core::binding::FP_COOKIE;
 
 /// Marker on a response: the session is over, expire Sesame's cookies.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +90,14 @@ impl CookiePolicy {
         }
     }
 
+    /// `Set-Cookie` for the binding value `__Host-sesame_fp` (cookie binding):
+    /// `SameSite=Strict` like the refresh cookie it lives beside.
+    pub fn fingerprint(&self, fp: &str, max_age: i64) -> HeaderValue {
+        hv(format!(
+            "{FP}={fp}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+        ))
+    }
+
     /// Appends headers that expire every Sesame cookie.
     pub fn expire_all(&self, headers: &mut HeaderMap) {
         headers.append(
@@ -97,6 +107,7 @@ impl CookiePolicy {
             )),
         );
         headers.append(header::SET_COOKIE, self.access("", 0));
+        headers.append(header::SET_COOKIE, self.fingerprint("", 0));
         if self.clear_site_data {
             headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
         }

@@ -29,6 +29,10 @@ pub struct HttpSettings {
     pub allowed_transports: Vec<Transport>,
     /// `trusted_proxies`.
     pub trusted_proxies: Vec<IpNet>,
+    /// SHA-256 of each admin API key.
+    pub admin_api_keys: Vec<[u8; 32]>,
+    /// SHA-256 of each service API key.
+    pub service_api_keys: Vec<[u8; 32]>,
 }
 
 impl HttpSettings {
@@ -47,6 +51,8 @@ pub struct AppState {
     pub http: Arc<HttpSettings>,
     /// Cookie policy.
     pub cookies: Arc<CookiePolicy>,
+    /// Wakes and ends revocation feeds.
+    pub feed: Arc<super::feed::FeedHub>,
 }
 
 /// A JSON body: `application/json` (else 415), ≤ 16 KiB (else 413),
@@ -192,6 +198,19 @@ impl FromRequestParts<AppState> for Authenticated {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token =
             access_token(&parts.headers, &state.cookies)?.ok_or_else(ApiError::invalid_token)?;
-        Ok(Self(state.engine.authenticate(&token).await?))
+        let claims = state.engine.authenticate(&token).await?;
+        if claims.claims().cnf.is_some() {
+            // A bound token (DESIGN §1): it works only with the cookie it was
+            // bound to, or from the network and user agent it was issued to.
+            let fp = super::cookies::get(&parts.headers, super::cookies::FP)?;
+            let Client(device) = Client::from_request_parts(parts, state).await?;
+            let facts = sesame_core::binding::RequestFacts {
+                fp_cookie: fp.as_deref(),
+                ip: device.ip.as_deref().and_then(|s| s.parse().ok()),
+                user_agent: device.user_agent.as_deref().unwrap_or(""),
+            };
+            state.engine.check_binding(&claims, &facts)?;
+        }
+        Ok(Self(claims))
     }
 }

@@ -2,8 +2,11 @@
 //! extractors that turn requests into engine calls, the handlers, and the
 //! OpenAPI document generated from them.
 
+pub mod admin;
+pub mod api_keys;
 pub mod client_ip;
 pub mod cookies;
 pub mod extract;
+pub mod feed;
 pub mod openapi;
 pub mod routes;

@@ -40,6 +40,17 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         routes::sessions,
         routes::revoke_session,
         routes::change_password,
+        super::admin::exchange,
+        super::feed::revocations,
+        super::admin::create_session,
+        super::admin::user_sessions,
+        super::admin::revoke_user_sessions,
+        super::admin::revoke_session,
+        super::admin::set_claims,
+        super::admin::disable_user,
+        super::admin::enable_user,
+        super::admin::delete_user,
+        super::admin::rotate_keys,
         routes::jwks,
         routes::healthz,
         routes::readyz,
@@ -51,6 +62,8 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
     tags(
         (name = "auth", description = "Accounts, sign-in, token refresh and sessions."),
         (name = "keys", description = "Public keys for verifying access tokens."),
+        (name = "resource servers", description = "The revocation feed (a service API key)."),
+        (name = "admin", description = "Sessions for externally authenticated users, users and keys (an admin API key)."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     )
 )]
@@ -118,6 +131,22 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+        for (name, what) in [
+            ("admin_api_key", "An admin API key (`admin_api_keys`)."),
+            ("service_api_key", "A service API key (`service_api_keys`)."),
+        ] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .description(Some(format!(
+                            "{what} `sesame api-key new` makes one; configure its hash."
+                        )))
+                        .build(),
+                ),
+            );
+        }
         components.add_security_scheme(
             "access_cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(

@@ -63,16 +63,22 @@ pub(crate) struct PasswordChange {
     new_password: String,
 }
 
-fn user_json(u: &User) -> serde_json::Value {
-    json!({
+pub(crate) fn user_json(u: &User) -> serde_json::Value {
+    let mut v = json!({
         "id": u.id,
-        "email": u.email,
+        "email": u.email(),
         "email_verified": u.email_verified,
         "created_at": u.created_at,
-    })
+    });
+    // Shadow users of external ids have no email; they show the caller's id.
+    if let Some(x) = u.external_id() {
+        v["external_id"] = json!(x);
+        v["disabled"] = json!(u.disabled);
+    }
+    v
 }
 
-fn session_json(s: &Session, current: Option<SessionId>, now: i64) -> serde_json::Value {
+pub(crate) fn session_json(s: &Session, current: Option<SessionId>, now: i64) -> serde_json::Value {
     let ended = if s.revoked_at.is_some() {
         s.revoke_reason.map(|r| r.as_str())
     } else if !s.is_live(now) {
@@ -98,7 +104,7 @@ fn session_json(s: &Session, current: Option<SessionId>, now: i64) -> serde_json
 }
 
 /// The token answer for `grant`, shaped by its session's transport.
-fn token_response(state: &AppState, status: StatusCode, grant: &Grant) -> Response {
+pub(crate) fn token_response(state: &AppState, status: StatusCode, grant: &Grant) -> Response {
     let mut body = json!({
         "access_token": grant.access_token,
         "token_type": "Bearer",
@@ -124,12 +130,15 @@ fn token_response(state: &AppState, status: StatusCode, grant: &Grant) -> Respon
                     state.cookies.access(&grant.access_token, grant.expires_in),
                 );
             }
+            if let Some(fp) = state.engine.fp_cookie(&grant.session) {
+                headers.append(header::SET_COOKIE, state.cookies.fingerprint(&fp, max_age));
+            }
         }
     }
     (status, headers, Json(body)).into_response()
 }
 
-fn login_ctx(
+pub(crate) fn login_ctx(
     state: &AppState,
     headers: &HeaderMap,
     client: Client,

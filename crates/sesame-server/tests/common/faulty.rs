@@ -99,6 +99,30 @@ impl<S: AccountStore> AccountStore for FaultyStore<S> {
         self.faults.check()?;
         self.inner.ping().await
     }
+    async fn external_user(
+        &self,
+        external: &ExternalId,
+        new_id: UserId,
+    ) -> Result<User, StoreError> {
+        self.faults.check()?;
+        self.inner.external_user(external, new_id).await
+    }
+    async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        self.faults.check()?;
+        self.inner.delete_user(id).await
+    }
+    async fn put_one_time(&self, token: OneTimeToken) -> Result<(), StoreError> {
+        self.faults.check()?;
+        self.inner.put_one_time(token).await
+    }
+    async fn take_one_time(
+        &self,
+        kind: &'static str,
+        hash: &[u8; 32],
+    ) -> Result<Option<OneTimeToken>, StoreError> {
+        self.faults.check()?;
+        self.inner.take_one_time(kind, hash).await
+    }
 }
 
 #[async_trait]
@@ -160,5 +184,13 @@ impl<S: SessionStore> SessionStore for FaultyStore<S> {
     async fn now(&self) -> Result<UnixTime, StoreError> {
         self.faults.check()?;
         self.inner.now().await
+    }
+    async fn set_user_claims(
+        &self,
+        user: UserId,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<u64, StoreError> {
+        self.faults.check()?;
+        self.inner.set_user_claims(user, claims).await
     }
 }
