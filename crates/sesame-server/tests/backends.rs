@@ -346,6 +346,7 @@ per_backend!(
     store_faults,
     readyz_clock_skew,
     cli_commands,
+    revocation_feed_across_instances,
 );
 
 // ---------------------------------------------------------------------------
@@ -466,6 +467,59 @@ async fn http_flow(kind: Kind, name: &str) {
     );
     assert_eq!(srv.device().get("/readyz").await.status, 200);
     srv.stop().await;
+}
+
+/// The revocation feed of one instance carries revocations made on another
+/// within a second (PostgreSQL: NOTIFY; Redis: pub/sub; MariaDB: the 500 ms
+/// poll), in `seq` order; p50/p99 are printed.
+async fn revocation_feed_across_instances(kind: Kind, name: &str) {
+    let Some(backend) = provision_or_skip(kind, name).await else {
+        return;
+    };
+    let key = sesame_server::server::new_api_key();
+    let hash = key.hash.clone();
+    let a = backend
+        .server(None, None, move |raw| {
+            raw.service_api_keys = Some(vec![hash.clone()]);
+        })
+        .await;
+    let b = a.sibling().await;
+    let mut feed = common::sse::Feed::connect(&a, &key.key, "").await;
+    feed.until("ready", Duration::from_secs(5)).await;
+    let mut latencies = Vec::new();
+    let mut last_seq = 0;
+    for i in 0..20 {
+        let mut d = b.device();
+        let reg = d.register(&format!("feed{i}@example.com")).await;
+        assert_eq!(reg.status, 201, "{}", reg.text);
+        let sid = reg.body["session_id"].as_str().unwrap().to_string();
+        let t = Instant::now();
+        assert_eq!(d.post("/auth/logout", None).await.status, 204);
+        let ev = loop {
+            let ev = feed
+                .next(Duration::from_secs(3))
+                .await
+                .unwrap_or_else(|| panic!("{name}: no event for revocation {i}"));
+            if ev.event == "revoked" {
+                break ev;
+            }
+        };
+        latencies.push(t.elapsed());
+        assert_eq!(ev.data["sid"], sid.as_str());
+        let seq = ev.data["seq"].as_i64().unwrap();
+        assert!(seq > last_seq, "seq order");
+        last_seq = seq;
+    }
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    eprintln!(
+        "{name}: revocation on instance B → feed of instance A: p50 {:?}, p99 {:?}",
+        p(0.5),
+        p(0.99)
+    );
+    assert!(p(0.99) < Duration::from_secs(1), "{latencies:?}");
+    b.stop().await;
+    a.stop().await;
 }
 
 /// Two servers on one database (or Redis prefix), same secrets, same manual

@@ -4,97 +4,11 @@
 
 mod common;
 
+use common::sse::Feed;
 use common::*;
 use serde_json::Value;
 use sesame_server::server::new_api_key;
 use std::time::{Duration, Instant};
-
-/// A minimal SSE reader over a live response.
-struct Feed {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-#[derive(Debug, Clone)]
-struct Ev {
-    event: String,
-    id: Option<String>,
-    data: Value,
-}
-
-impl Feed {
-    async fn open(
-        srv: &TestServer,
-        key: &str,
-        query: &str,
-        last_id: Option<&str>,
-    ) -> reqwest::Response {
-        let mut rb = reqwest::Client::new()
-            .get(format!("{}/auth/revocations{query}", srv.base))
-            .bearer_auth(key);
-        if let Some(id) = last_id {
-            rb = rb.header("last-event-id", id);
-        }
-        rb.send().await.unwrap()
-    }
-
-    async fn connect(srv: &TestServer, key: &str, query: &str) -> Self {
-        let resp = Self::open(srv, key, query, None).await;
-        assert_eq!(resp.status(), 200);
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        Self {
-            resp,
-            buf: String::new(),
-        }
-    }
-
-    /// The next event within `limit`; `None` on timeout or end of stream.
-    async fn next(&mut self, limit: Duration) -> Option<Ev> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut ev = Ev {
-                    event: "message".into(),
-                    id: None,
-                    data: Value::Null,
-                };
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        ev.event = v.trim().into();
-                    } else if let Some(v) = line.strip_prefix("id:") {
-                        ev.id = Some(v.trim().into());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim());
-                    }
-                }
-                if data.is_empty() && ev.id.is_none() && ev.event == "message" {
-                    continue; // a comment or retry-only block
-                }
-                ev.data = serde_json::from_str(&data).unwrap_or(Value::Null);
-                return Some(ev);
-            }
-            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
-                Ok(Ok(Some(bytes))) => self.buf.push_str(&String::from_utf8_lossy(&bytes)),
-                _ => return None,
-            }
-        }
-    }
-
-    /// Events up to and including the first of kind `until`.
-    async fn until(&mut self, until: &str, limit: Duration) -> Vec<Ev> {
-        let mut out = Vec::new();
-        while let Some(ev) = self.next(limit).await {
-            let stop = ev.event == until;
-            out.push(ev);
-            if stop {
-                return out;
-            }
-        }
-        panic!("no `{until}` event within {limit:?}; got {out:?}");
-    }
-}
 
 async fn server() -> (TestServer, String) {
     let k = new_api_key();
@@ -191,10 +105,7 @@ async fn resume_with_after_or_last_event_id_and_expired_rows_leave_the_snapshot(
     assert_eq!(got, sids[1..].to_vec());
 
     let resp = Feed::open(&srv, &key, "", Some(&seqs[1].to_string())).await;
-    let mut by_header = Feed {
-        resp,
-        buf: String::new(),
-    };
+    let mut by_header = Feed::from_response(resp);
     let got = by_header.until("ready", Duration::from_secs(5)).await;
     assert_eq!(got.iter().filter(|e| e.event == "revoked").count(), 1);
 

@@ -21,7 +21,7 @@
 use super::api_keys::ServiceKey;
 use super::extract::AppState;
 use crate::problem::ApiError;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, Sse};
 use futures_util::Stream;
@@ -92,8 +92,26 @@ pub(crate) async fn revocations(
     _key: ServiceKey,
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<FeedQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Parsed here rather than by `Query`, whose rejection is plain text.
+    let mut q = FeedQuery { after: None };
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("after", v)) => {
+                q.after =
+                    Some(v.parse::<i64>().map_err(|_| {
+                        ApiError::invalid("after", "must be a sequence number ≥ 0")
+                    })?);
+            }
+            _ => return Err(ApiError::invalid("query", "only `after` is accepted")),
+        }
+    }
     let after = match q.after {
         Some(a) => Some(a),
         None => match headers.get("last-event-id") {
