@@ -56,6 +56,29 @@ pub struct EngineConfig {
     pub binding: BindingConfig,
 }
 
+impl EngineConfig {
+    /// The documented defaults (DESIGN §1–§3) for `issuer` and `audience`:
+    /// EdDSA, 10-minute access tokens, 60 s leeway, 30-day sessions, the
+    /// default rotation policy, OWASP Argon2id parameters, no binding.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            access_ttl: 600,
+            leeway: 60,
+            session_max_age: 30 * 86_400,
+            rotation: RotationPolicy::default(),
+            session_cap: None,
+            require_verified_email: false,
+            hash_params: HashParams::OWASP,
+            signing_alg: SigningAlg::EdDSA,
+            revoked_session_visibility: 7 * 86_400,
+            log_pii: false,
+            binding: BindingConfig::default(),
+        }
+    }
+}
+
 /// Token binding settings.
 #[derive(Debug, Clone, Default)]
 pub struct BindingConfig {

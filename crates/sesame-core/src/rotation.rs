@@ -77,6 +77,20 @@ pub struct RotationPolicy {
     pub reuse_revokes_user: bool,
 }
 
+impl Default for RotationPolicy {
+    /// DESIGN §1–§2 defaults: 30 s grace, 60 s late retry, 5 grace answers,
+    /// 7 days idle, reuse revokes the session.
+    fn default() -> Self {
+        Self {
+            grace: 30,
+            late_retry: 60,
+            grace_max_answers: 5,
+            idle_ttl: Some(7 * 86_400),
+            reuse_revokes_user: false,
+        }
+    }
+}
+
 /// How a replay looks to operators and users. Both classes revoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReuseClass {
