@@ -105,7 +105,7 @@ impl SesameAuthBuilder {
             binding: None,
             trusted_proxies: Vec::new(),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
-            leeway: 30,
+            leeway: 60,
             jwks_refetch_interval: DEFAULT_JWKS_REFETCH_INTERVAL,
             clock: Arc::new(SystemClock),
         }
@@ -219,7 +219,8 @@ impl SesameAuthBuilder {
         self
     }
 
-    /// Clock leeway in seconds for `exp`/`iat` (30 by default, at most 60).
+    /// Clock leeway in seconds for `exp`/`iat` (60 by default, the Sesame
+    /// server's default; at most 60).
     pub fn leeway(mut self, secs: i64) -> Self {
         self.leeway = secs;
         self

@@ -38,6 +38,9 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Retry period after the feed refused the service API key.
 const AUTH_RETRY: Duration = Duration::from_secs(30);
+/// A connection that reached `ready` and lasted at least this long resets
+/// the back-off; a server that accepts and drops at once still backs off.
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(5);
 /// A connection with no bytes for this long is dropped and reopened (the
 /// server heartbeats every 5 s by default).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -221,6 +224,7 @@ pub(crate) async fn run(
 ) {
     let mut backoff = INITIAL_BACKOFF;
     loop {
+        let started = Instant::now();
         let ended = tokio::select! {
             _ = stop.changed() => return,
             ended = connect_once(&shared, &config, &client) => ended,
@@ -229,8 +233,12 @@ pub(crate) async fn run(
         let wait = match ended {
             Ended::AfterReady(why) => {
                 tracing::warn!(reason = %why, "revocation feed disconnected; reconnecting");
-                backoff = INITIAL_BACKOFF;
-                jitter(backoff)
+                if started.elapsed() >= HEALTHY_CONNECTION {
+                    backoff = INITIAL_BACKOFF;
+                }
+                let w = jitter(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                w
             }
             Ended::Unauthorized(status) => {
                 tracing::error!(%status, url = %config.url, "revocation feed refused the service API key");
