@@ -45,6 +45,7 @@ struct FeedCtl {
 struct Fake {
     jwks: Arc<RwLock<Value>>,
     jwks_hits: Arc<AtomicUsize>,
+    jwks_fail: Arc<AtomicBool>,
     feed: Arc<FeedCtl>,
 }
 
@@ -53,6 +54,7 @@ impl Fake {
         let fake = Fake {
             jwks: Arc::new(RwLock::new(jwks)),
             jwks_hits: Arc::default(),
+            jwks_fail: Arc::default(),
             feed: Arc::new(FeedCtl {
                 accept: AtomicBool::new(true),
                 on_connect: Mutex::new("event: ready\ndata: {\"seq\": 0}\n\n".into()),
@@ -95,6 +97,9 @@ impl Fake {
 
 async fn serve_jwks(State(f): State<Fake>) -> Response {
     f.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    if f.jwks_fail.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
     let body = f.jwks.read().unwrap().clone();
     (
         [(
@@ -441,6 +446,29 @@ async fn unknown_kid_triggers_a_refetch_and_the_rotated_key_is_accepted() {
     // The old key still works, without another fetch.
     assert_eq!(h.bearer(&h.token(&claims())).await.status(), 200);
     assert_eq!(h.fake.jwks_hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_failed_jwks_fetch_keeps_the_old_keys() {
+    let h = Harness::start(|b| b).await;
+    h.fake.jwks_fail.store(true, Ordering::SeqCst);
+    // An unknown kid makes it refetch, which fails...
+    assert_eq!(h.bearer(&sign(&ring(), &claims())).await.status(), 401);
+    assert_eq!(h.fake.jwks_hits.load(Ordering::SeqCst), 2);
+    // ...and a new token of the old key (a cache miss) still verifies.
+    assert_eq!(h.bearer(&h.token(&claims())).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_withdrawn_key_stops_its_cached_tokens() {
+    let h = Harness::start(|b| b).await;
+    let old = h.token(&claims());
+    assert_eq!(h.bearer(&old).await.status(), 200);
+    // `keys rotate --revoke-old`: the JWKS now has only the new key.
+    let next = ring();
+    *h.fake.jwks.write().unwrap() = next.jwks();
+    assert_eq!(h.bearer(&sign(&next, &claims())).await.status(), 200);
+    problem(h.bearer(&old).await, 401, "invalid_token").await;
 }
 
 #[tokio::test]
