@@ -577,6 +577,51 @@ async fn a_revocation_on_the_feed_refuses_the_cached_token_within_a_second() {
 }
 
 #[tokio::test]
+async fn heartbeats_prune_revocations_past_not_after() {
+    let clock = ManualClock::new(now());
+    let h = Harness::start({
+        let clock = clock.clone();
+        |b| b.clock(clock)
+    })
+    .await;
+    let t0 = clock.now();
+    for (seq, ttl) in [(1, 10), (2, 100)] {
+        let data = json!({"seq": seq, "sid": SessionId::random(), "reason": "logout", "not_after": t0 + ttl});
+        h.fake.send(&format!("event: revoked\ndata: {data}\n\n"));
+    }
+    assert!(
+        eventually(Duration::from_secs(1), async || h
+            .auth
+            .stats()
+            .revoked_sessions
+            == 2)
+        .await
+    );
+    clock.set(t0 + 10);
+    h.fake
+        .send("event: heartbeat\ndata: {\"seq\": 2, \"now\": 0}\n\n");
+    assert!(
+        eventually(Duration::from_secs(1), async || h
+            .auth
+            .stats()
+            .revoked_sessions
+            == 1)
+        .await
+    );
+}
+
+#[tokio::test]
+async fn an_extractor_without_the_layer_refuses_with_500() {
+    use tower::ServiceExt;
+    let app = Router::new().route("/me", get(me));
+    let req = axum::http::Request::get("/me")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 500);
+}
+
+#[tokio::test]
 async fn the_snapshot_before_ready_is_applied() {
     let ring = ring();
     let c = claims();
