@@ -273,7 +273,10 @@ impl Shared {
                 claims
             }
             None => {
-                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                // The second pass after a JWKS refetch is the same request.
+                if may_refetch {
+                    self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                }
                 let keys = self.keys.current();
                 match self.verifier.verify(&*keys, token, now) {
                     Ok(v) => {

@@ -443,6 +443,7 @@ async fn unknown_kid_triggers_a_refetch_and_the_rotated_key_is_accepted() {
     assert_eq!(res.status(), 200);
     assert_eq!(h.fake.jwks_hits.load(Ordering::SeqCst), 2);
     assert_eq!(h.auth.stats().jwks_fetches, 2);
+    assert_eq!(h.auth.stats().cache_misses, 1, "one request, one miss");
     // The old key still works, without another fetch.
     assert_eq!(h.bearer(&h.token(&claims())).await.status(), 200);
     assert_eq!(h.fake.jwks_hits.load(Ordering::SeqCst), 2);
