@@ -37,6 +37,8 @@ pub struct TestServer {
     /// The networked stores' time (PostgreSQL, MariaDB, Redis); `None`:
     /// `server::start`, the production default.
     store_time: Option<server::StoreTime>,
+    /// Bind here instead of a fresh port (a restart in place).
+    fixed_addr: Option<std::net::SocketAddr>,
 }
 
 fn temp_db() -> PathBuf {
@@ -87,6 +89,7 @@ impl TestServer {
             faults: None,
             owns_db: true,
             store_time: None,
+            fixed_addr: None,
         };
         s.try_boot().await?;
         Ok(s)
@@ -112,6 +115,7 @@ impl TestServer {
             faults: None,
             owns_db: true,
             store_time: Some(server::StoreTime::Fixed(Arc::new(store_clock))),
+            fixed_addr: None,
         };
         s.try_boot().await?;
         Ok(s)
@@ -128,6 +132,7 @@ impl TestServer {
             faults: Some(faulty::Faults::new()),
             owns_db: true,
             store_time: None,
+            fixed_addr: None,
         };
         s.boot().await;
         s
@@ -145,6 +150,7 @@ impl TestServer {
             faults: None,
             owns_db: false,
             store_time: self.store_time.clone(),
+            fixed_addr: None,
         };
         s.boot().await;
         s
@@ -161,7 +167,10 @@ impl TestServer {
     }
 
     async fn try_boot(&mut self) -> Result<(), String> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = match self.fixed_addr {
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            Some(addr) => tokio::net::TcpListener::bind(addr).await.unwrap(),
+        };
         self.base = format!("http://{}", listener.local_addr().unwrap());
         let clock = Arc::new(self.clock.clone());
         let running = match &self.faults {
@@ -198,6 +207,31 @@ impl TestServer {
         if let Some(r) = self.running.take() {
             r.stop().await.unwrap();
         }
+        self.boot().await;
+    }
+
+    /// Stops the server but keeps its address for [`Self::resume`].
+    pub async fn halt(&mut self) {
+        let addr = self.running.as_ref().unwrap().addr;
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        self.fixed_addr = Some(addr);
+    }
+
+    /// Starts a halted server again on its old address.
+    pub async fn resume(&mut self) {
+        self.boot().await;
+    }
+
+    /// [`Self::restart`] on the same address, so clients configured with
+    /// the URL (a resource server's feed, say) find it again.
+    pub async fn restart_in_place(&mut self) {
+        let addr = self.running.as_ref().unwrap().addr;
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        self.fixed_addr = Some(addr);
         self.boot().await;
     }
 
