@@ -287,7 +287,7 @@ impl Stores {
     /// for SQLite, which has one writer, and MariaDB, which has neither.
     fn revocation_watcher(&self) -> Option<RevocationWatcher> {
         match (&self.redis, &self.sql) {
-            (Some(r), _) => Some(RevocationWatcher::Redis(r.clone())),
+            (Some(r), _) => Some(RevocationWatcher::Redis(Box::new(r.clone()))),
             (None, Some(SqlStore::Postgres(p))) => Some(RevocationWatcher::Postgres(p.clone())),
             _ => None,
         }
@@ -347,7 +347,7 @@ impl Stores {
 
 /// A subscription to other instances' revocations.
 enum RevocationWatcher {
-    Redis(RedisSessionStore),
+    Redis(Box<RedisSessionStore>),
     Postgres(PgStore),
 }
 
