@@ -193,6 +193,41 @@ fn serve_prints_mode_and_url_and_cli_manages_users_and_sessions() {
     assert!(ok, "{out}");
     let (ok, out, _) = run(sesame(&dir).args(["user", "list"]));
     assert!(ok && out.contains("disabled"), "{out}");
+    let (ok, out, _) = run(sesame(&dir).args(["user", "enable", "op@example.com"]));
+    assert!(ok, "{out}");
+    let (ok, out, _) = run(sesame(&dir).args(["user", "list"]));
+    assert!(ok && out.contains("active"), "{out}");
+    let (ok, out, _) = run(sesame(&dir).args(["user", "delete", "op@example.com"]));
+    assert!(ok && out.contains("deleted"), "{out}");
+    let (ok, out, _) = run(sesame(&dir).args(["user", "list"]));
+    assert!(ok && !out.contains("op@example.com"), "{out}");
+}
+
+/// `api-key new` needs no configuration and prints a key and the hash to
+/// configure; two runs give different keys.
+#[test]
+fn api_key_new_prints_a_key_and_its_hash() {
+    let dir = Dir::new();
+    let (ok, a, err) = run(sesame(&dir)
+        .args(["api-key", "new"])
+        .env("SESAME_MODE", "production"));
+    assert!(ok, "{err}");
+    let field = |out: &str, name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap()
+    };
+    let (key, hash) = (field(&a, "key:"), field(&a, "hash:"));
+    assert!(key.starts_with("sk_") && key.len() > 40, "{a}");
+    let digest = sesame_core::crypto::sha256(key.as_bytes());
+    assert_eq!(
+        hash,
+        format!("sha256:{}", sesame_core::crypto::b64(&digest))
+    );
+    let (_, b, _) = run(sesame(&dir).args(["api-key", "new"]));
+    assert_ne!(field(&b, "key:"), key);
+    assert!(!dir.0.join("sesame.db").exists(), "nothing stored");
 }
 
 /// F8: SIGKILL the server while 50 refreshes are in flight, restart it on the
