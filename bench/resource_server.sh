@@ -11,9 +11,10 @@
 # The resource server is pinned to cpu0; the load generator and Sesame (idle
 # while the routes are measured) to cpu1. Everything listens on 127.0.0.1;
 # every load run is bounded by --duration. Per run and route it prints the
-# loadgen's JSON lines: the closed-loop maximum rate, then an open-loop run
-# at half of that rate (latency from each request's scheduled time) with the
-# resource server's CPU µs per request; then the layer's cache stats and the
+# loadgen's JSON lines: the closed-loop maximum rate of each route, then
+# open-loop runs of both routes at half the protected route's maximum
+# (latency from each request's scheduled time), each with the resource
+# server's CPU µs per request; then the layer's cache stats and the
 # revocation-propagation percentiles over REVOCATIONS logouts.
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -60,11 +61,18 @@ echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 LG mint --sesame "http://127.0.0.1:$SPORT" --admin-key "$ADMIN_KEY" --count "$TOKENS" --out "$W/tokens" || exit 1
 
 for run in $(seq 1 "$RUNS"); do
+  # Maximum rate of each route, then both routes at the same offered rate
+  # (half the protected route's maximum): CPU per request depends on load
+  # (fewer wake-ups per request when busier), so the ratio is taken at
+  # equal load.
+  declare -A max
   for route in bare hello; do
-    max=$(LG closed --url "http://127.0.0.1:$APORT/api/$route" --tokens "$W/tokens" --duration "$DURATION" --server-pid "$APID" --connections 64)
-    echo "run=$run route=$route $max"
-    rps=$(echo "$max" | sed -E 's/.*"rps":([0-9.]+).*/\1/')
-    half=$(awk -v r="$rps" 'BEGIN{printf "%d", r/2}')
+    out=$(LG closed --url "http://127.0.0.1:$APORT/api/$route" --tokens "$W/tokens" --duration "$DURATION" --server-pid "$APID" --connections 64)
+    echo "run=$run route=$route $out"
+    max[$route]=$(echo "$out" | sed -E 's/.*"rps":([0-9.]+).*/\1/')
+  done
+  half=$(awk -v r="${max[hello]}" 'BEGIN{printf "%d", r/2}')
+  for route in bare hello; do
     echo "run=$run route=$route $(LG open --url "http://127.0.0.1:$APORT/api/$route" --tokens "$W/tokens" --duration "$DURATION" --rate "$half" --server-pid "$APID" --connections 64)"
   done
 done

@@ -329,6 +329,7 @@ async fn open(t: Target, rate: f64, connections: usize) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut s = None;
             let mut lat = Vec::new();
+            let mut service = Vec::new();
             let (mut ok, mut err) = (0u64, 0u64);
             let mut k = 0u32;
             loop {
@@ -338,10 +339,12 @@ async fn open(t: Target, rate: f64, connections: usize) -> anyhow::Result<()> {
                     break;
                 }
                 tokio::time::sleep_until(scheduled.into()).await;
+                let sent = Instant::now();
                 let good = sh.send(&mut s).await;
                 if scheduled >= measure_from {
                     // From the scheduled time: a late start counts as latency.
                     lat.push(scheduled.elapsed());
+                    service.push(sent.elapsed());
                     if good {
                         ok += 1;
                     } else {
@@ -349,7 +352,7 @@ async fn open(t: Target, rate: f64, connections: usize) -> anyhow::Result<()> {
                     }
                 }
             }
-            (lat, ok, err)
+            (lat, service, ok, err)
         }));
     }
     tokio::time::sleep_until(measure_from.into()).await;
@@ -357,13 +360,19 @@ async fn open(t: Target, rate: f64, connections: usize) -> anyhow::Result<()> {
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = t.server_pid.and_then(cpu_secs);
     let mut lat = Vec::new();
+    let mut service = Vec::new();
     let (mut ok, mut err) = (0, 0);
     for task in tasks {
-        let (l, o, e) = task.await?;
+        let (l, sv, o, e) = task.await?;
         lat.extend(l);
+        service.extend(sv);
         ok += o;
         err += e;
     }
+    // From the send instead of the schedule: what the server alone took
+    // (the difference is this tool's timer lateness plus queueing).
+    service.sort_unstable();
+    let ms = |d: Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
     shared.ok.store(ok, Ordering::Relaxed);
     shared.errors.store(err, Ordering::Relaxed);
     let cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
@@ -373,7 +382,12 @@ async fn open(t: Target, rate: f64, connections: usize) -> anyhow::Result<()> {
         t.duration,
         &mut lat,
         cpu,
-        json!({ "offered_rps": rate, "connections": connections }),
+        json!({
+            "offered_rps": rate,
+            "connections": connections,
+            "service_p50_ms": ms(percentile(&service, 0.5)),
+            "service_p99_ms": ms(percentile(&service, 0.99)),
+        }),
     );
     Ok(())
 }
