@@ -32,7 +32,7 @@ grep -q 'Origin: $BASE' "$H/bench.sh" && grep -q ORIGIN "$H/lua/refresh.lua" || 
 run_one() {
   local name=$1; shift
   local dir; dir=$(mktemp -d)
-  (cd "$dir" && exec env "$@" SESAME_BIND="127.0.0.1:$PORT" SESAME_METRICS_BIND=none SESAME_LOG_LEVEL=warn \
+  (cd "$dir" && exec env "$@" SESAME_BIND="127.0.0.1:$PORT" SESAME_METRICS_BIND=none SESAME_LOG_LEVEL=warn SESAME_RATE_LIMITS=false \
       taskset -c 0 "$BIN" serve >"$dir/serve.log" 2>&1) &
   local pid=$!
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.2; done

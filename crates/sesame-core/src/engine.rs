@@ -708,6 +708,13 @@ impl Engine {
         })
     }
 
+    /// The session a refresh token names, if its tag verifies (no store
+    /// access): lets callers key per-session limits on sessions a client
+    /// can prove, not on any id it writes.
+    pub fn refresh_session_id(&self, presented: &str) -> Option<SessionId> {
+        self.refresh_keys.verify(presented).map(|t| t.session_id())
+    }
+
     /// Rotates a refresh token (§2). `channel` is where it arrived.
     pub async fn refresh(
         &self,

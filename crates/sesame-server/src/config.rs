@@ -109,6 +109,14 @@ pub const KEYS: &[&str] = &[
     "admin_api_keys",
     "service_api_keys",
     "revocation_feed_heartbeat",
+    "rate_limits",
+    "rate_limit_login_ip",
+    "rate_limit_login_account",
+    "rate_limit_register_ip",
+    "rate_limit_refresh_ip",
+    "rate_limit_refresh_session",
+    "login_delay_after",
+    "login_delay_max",
 ];
 
 /// Keys whose value is a list: a TOML array, or comma-separated in the
@@ -260,6 +268,14 @@ pub struct RawConfig {
     pub admin_api_keys: Option<Vec<String>>,
     pub service_api_keys: Option<Vec<String>>,
     pub revocation_feed_heartbeat: Option<String>,
+    pub rate_limits: Option<bool>,
+    pub rate_limit_login_ip: Option<String>,
+    pub rate_limit_login_account: Option<String>,
+    pub rate_limit_register_ip: Option<String>,
+    pub rate_limit_refresh_ip: Option<String>,
+    pub rate_limit_refresh_session: Option<String>,
+    pub login_delay_after: Option<i64>,
+    pub login_delay_max: Option<String>,
 }
 
 /// Layers the TOML file and the environment into a [`RawConfig`].
@@ -651,6 +667,8 @@ pub struct Config {
     pub service_api_keys: Vec<[u8; 32]>,
     /// Seconds between heartbeats on the revocation feed.
     pub revocation_feed_heartbeat: i64,
+    /// `None` when `rate_limits = false`.
+    pub rate_limits: Option<crate::rate_limit::Limits>,
 }
 
 impl Config {
@@ -1052,6 +1070,54 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         1,
         60,
     )?;
+    let rate_limits = if raw.rate_limits.unwrap_or(true) {
+        let limit = |key: &str, raw: Option<&str>, default: &str| {
+            crate::rate_limit::Limit::parse(raw.unwrap_or(default), |d| {
+                duration(key, Some(d), 0).ok()
+            })
+            .ok_or_else(|| {
+                ConfigError::new(
+                    key,
+                    format!(
+                        "must be N/period with N ≥ 1 and a period of at least 1s, like \"{default}\""
+                    ),
+                )
+            })
+        };
+        let delay_max = duration("login_delay_max", raw.login_delay_max.as_deref(), 60)?;
+        in_range("login_delay_max", delay_max, 1, 3600)?;
+        Some(crate::rate_limit::Limits {
+            login_ip: limit(
+                "rate_limit_login_ip",
+                raw.rate_limit_login_ip.as_deref(),
+                "30/1m",
+            )?,
+            login_account: limit(
+                "rate_limit_login_account",
+                raw.rate_limit_login_account.as_deref(),
+                "10/1m",
+            )?,
+            register_ip: limit(
+                "rate_limit_register_ip",
+                raw.rate_limit_register_ip.as_deref(),
+                "20/1h",
+            )?,
+            refresh_ip: limit(
+                "rate_limit_refresh_ip",
+                raw.rate_limit_refresh_ip.as_deref(),
+                "600/1m",
+            )?,
+            refresh_session: limit(
+                "rate_limit_refresh_session",
+                raw.rate_limit_refresh_session.as_deref(),
+                "30/1m",
+            )?,
+            delay_after: int("login_delay_after", raw.login_delay_after, 5, 1, 1000)?,
+            delay_max: Duration::from_secs(delay_max.unsigned_abs()),
+        })
+    } else {
+        None
+    };
 
     Ok(Config {
         mode,
@@ -1102,6 +1168,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         admin_api_keys,
         service_api_keys,
         revocation_feed_heartbeat,
+        rate_limits,
     })
 }
 

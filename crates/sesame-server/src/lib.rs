@@ -8,5 +8,6 @@ pub mod config;
 pub mod hash_pool;
 pub mod http;
 pub mod problem;
+pub mod rate_limit;
 pub mod server;
 pub mod telemetry;

@@ -143,6 +143,16 @@ impl ApiError {
         e
     }
 
+    /// 429 `rate_limited`, with `Retry-After`.
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests; try again later",
+        )
+        .retry(retry_after_secs.max(1))
+    }
+
     /// 503 `storage_unavailable`.
     pub fn storage_unavailable() -> Self {
         Self::new(

@@ -13,6 +13,7 @@ pub use crate::http::api_keys::new_api_key;
 use crate::http::cookies::CookiePolicy;
 use crate::http::extract::{AppState, HttpSettings};
 use crate::http::feed::FeedHub;
+use crate::rate_limit::RateLimiter;
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::{ExposeSecret, SecretBox};
@@ -602,6 +603,20 @@ async fn start_with_stores(
         .await
         .context("reading revocations")?;
 
+    // Shared through Redis when the sessions are there (every instance
+    // enforces one limit); otherwise per instance, in memory.
+    let limiter = config
+        .rate_limits
+        .clone()
+        .map(|limits| match &stores.redis {
+            Some(r) => RateLimiter::redis(
+                limits,
+                r.connection(),
+                r.prefix().to_owned(),
+                r.op_timeout(),
+            ),
+            None => RateLimiter::in_memory(limits),
+        });
     let feed = Arc::new(FeedHub::new(Duration::from_secs(
         config.revocation_feed_heartbeat.unsigned_abs(),
     )));
@@ -624,6 +639,7 @@ async fn start_with_stores(
             clear_site_data: config.logout_clear_site_data,
         }),
         feed: feed.clone(),
+        limiter: limiter.clone(),
     };
     let router = app::router(state, config.request_timeout_duration());
 
@@ -656,6 +672,15 @@ async fn start_with_stores(
             crate::telemetry::revocation_sync_age(last_ok.elapsed());
         }
     }));
+    if let Some(l) = limiter.clone() {
+        background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                l.prune();
+            }
+        }));
+    }
     if let Some(watch) = stores.revocation_watcher() {
         let k = kick.clone();
         background.push(tokio::spawn(async move {

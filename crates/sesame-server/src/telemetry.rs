@@ -37,6 +37,7 @@ const REFRESHES: &str = "sesame_refreshes_total";
 const GRACE_ANSWERS: &str = "sesame_grace_answers_total";
 const REFRESH_REUSE: &str = "sesame_refresh_reuse_total";
 const OVERLOADED: &str = "sesame_overloaded_total";
+const RATE_LIMITED: &str = "sesame_rate_limited_total";
 const REVOCATION_SYNC_AGE: &str = "sesame_revocation_sync_age_seconds";
 
 /// Latency buckets in seconds: a refresh is a few milliseconds, a login
@@ -102,6 +103,10 @@ fn describe() {
     describe_counter!(
         OVERLOADED,
         "Password hashes refused because the hashing pool and its queue were full."
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429 rate_limited, by route and limit (ip, account, session, delay)."
     );
     describe_gauge!(
         REVOCATION_SYNC_AGE,
@@ -235,6 +240,11 @@ pub fn refresh(result: &Result<Grant, Error>) {
 /// The hashing pool refused a job (answered 503 `overloaded`).
 pub fn overloaded() {
     counter!(OVERLOADED).increment(1);
+}
+
+/// A request refused by a rate limit.
+pub fn rate_limited(route: &'static str, limit: &'static str) {
+    counter!(RATE_LIMITED, "route" => route, "limit" => limit).increment(1);
 }
 
 /// Time since the last successful revocation sync of this instance.

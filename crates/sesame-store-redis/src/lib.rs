@@ -498,6 +498,22 @@ impl RedisSessionStore {
     }
 
     /// A script call with the common arguments (prefix, time, margin, keep).
+    /// The store's multiplexed connection, for other shared state of the
+    /// same deployment (the server's rate limits), under [`Self::prefix`].
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// The key prefix of this store.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The bound of one call (see [`RedisSessionStore::connect`]).
+    pub fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
     /// Calls `wake` whenever any instance writes a revocation row (the
     /// scripts publish on `<prefix>revocations:wake`), so revocation feeds
     /// tail without polling. Runs until the returned future is dropped,

@@ -53,6 +53,8 @@ pub struct AppState {
     pub cookies: Arc<CookiePolicy>,
     /// Wakes and ends revocation feeds.
     pub feed: Arc<super::feed::FeedHub>,
+    /// Rate limits; `None` when `rate_limits = false`.
+    pub limiter: Option<crate::rate_limit::RateLimiter>,
 }
 
 /// A JSON body: `application/json` (else 415), ≤ 16 KiB (else 413),
@@ -123,6 +125,13 @@ fn is_json(headers: &HeaderMap) -> bool {
 /// Who is calling: resolved client IP and user agent.
 #[derive(Debug, Clone)]
 pub struct Client(pub DeviceInfo);
+
+impl Client {
+    /// The resolved client IP, parsed.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.0.ip.as_deref().and_then(|s| s.parse().ok())
+    }
+}
 
 impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;

@@ -168,6 +168,8 @@ pub(crate) fn login_ctx(
         (status = 409, description = "`email_taken` (only when email verification is not required).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (with `Retry-After`): too many attempts from this address or for this account (see the `rate_limit_*` settings).", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 503, description = "`overloaded` or `storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -178,6 +180,8 @@ pub(crate) async fn register(
     transport: RequestedTransport,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
+    let ip = client.ip();
+    limit(&state, "register", "ip", |l| l.register_ip, &ip_key(ip)).await?;
     let ctx = login_ctx(&state, &headers, client, transport)?;
     match state.engine.register(&c.email, c.password, &ctx).await? {
         Registered::SignedIn(grant) => Ok(token_response(&state, StatusCode::CREATED, &grant)),
@@ -205,6 +209,8 @@ pub(crate) async fn register(
         (status = 409, description = "`session_limit_reached`.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (with `Retry-After`): too many attempts from this address or for this account (see the `rate_limit_*` settings).", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 503, description = "`overloaded` or `storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -215,10 +221,59 @@ pub(crate) async fn login(
     transport: RequestedTransport,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<Response, ApiError> {
+    let ip = client.ip();
+    let account = sesame_core::ids::Email::parse(&c.email)
+        .map_or_else(|_| c.email.trim().to_lowercase(), |e| e.key());
+    limit(&state, "login", "ip", |l| l.login_ip, &ip_key(ip)).await?;
+    limit(
+        &state,
+        "login",
+        "account",
+        |l| l.login_account,
+        &format!("acct:{account}"),
+    )
+    .await?;
+    if let Some(l) = &state.limiter
+        && let Err(wait) = l.login_delay(&account, ip).await
+    {
+        crate::telemetry::rate_limited("login", "delay");
+        return Err(ApiError::rate_limited(wait.secs()));
+    }
     let ctx = login_ctx(&state, &headers, client, transport)?;
     let result = state.engine.login(&c.email, c.password, &ctx).await;
     crate::telemetry::login(&result);
+    if let Some(l) = &state.limiter {
+        match &result {
+            Ok(_) => l.login_succeeded(&account, ip).await,
+            Err(sesame_core::Error::InvalidCredentials) => l.login_failed(&account, ip).await,
+            Err(_) => {}
+        }
+    }
     Ok(token_response(&state, StatusCode::OK, &result?))
+}
+
+/// The per-IP key of a limit.
+fn ip_key(ip: Option<std::net::IpAddr>) -> String {
+    ip.map_or_else(|| "ip:-".to_owned(), |ip| format!("ip:{ip}"))
+}
+
+/// Takes one request of the limit `pick` chooses, for `key`; 429 past it.
+async fn limit(
+    state: &AppState,
+    route: &'static str,
+    which: &'static str,
+    pick: impl Fn(&crate::rate_limit::Limits) -> crate::rate_limit::Limit,
+    key: &str,
+) -> Result<(), ApiError> {
+    let Some(l) = &state.limiter else {
+        return Ok(());
+    };
+    l.check(&format!("{route}:{key}"), pick(l.limits()))
+        .await
+        .map_err(|wait| {
+            crate::telemetry::rate_limited(route, which);
+            ApiError::rate_limited(wait.secs())
+        })
 }
 
 /// Rotates the refresh token (§2) and issues a new access token.
@@ -236,6 +291,8 @@ pub(crate) async fn login(
         (status = 403, description = "`csrf_rejected`.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`: a body without `Content-Type: application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` (with `Retry-After`): too many attempts from this address or for this account (see the `rate_limit_*` settings).", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
         (status = 503, description = "`storage_unavailable` (with `Retry-After`).", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -247,6 +304,30 @@ pub(crate) async fn refresh(
 ) -> Result<Response, ApiError> {
     let cookie = cookies::get(&headers, REFRESH)?;
     let in_body = body.and_then(|b| b.refresh_token);
+    limit(
+        &state,
+        "refresh",
+        "ip",
+        |l| l.refresh_ip,
+        &ip_key(client.ip()),
+    )
+    .await?;
+    // Per session only for a token whose tag verifies: a session id a
+    // client merely writes must not let it spend someone else's budget.
+    if let Some(sid) = cookie
+        .as_deref()
+        .or(in_body.as_deref())
+        .and_then(|t| state.engine.refresh_session_id(t))
+    {
+        limit(
+            &state,
+            "refresh",
+            "session",
+            |l| l.refresh_session,
+            &format!("sid:{sid}"),
+        )
+        .await?;
+    }
     // Every outcome, including the ones decided here, is one refresh attempt
     // for the metrics.
     let result = match (cookie, in_body) {

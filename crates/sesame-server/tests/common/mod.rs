@@ -62,6 +62,9 @@ fn base_raw(db: &std::path::Path) -> RawConfig {
         // The default (127.0.0.1:9090) would collide between servers running
         // in parallel; tests that need metrics bind 127.0.0.1:0.
         metrics_bind: Some("none".into()),
+        // Tests register and log in hundreds of users from 127.0.0.1; the
+        // limits have their own tests (tests/rate_limits.rs).
+        rate_limits: Some(false),
         ..Default::default()
     }
 }
