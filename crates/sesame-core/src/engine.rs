@@ -16,8 +16,8 @@ use crate::refresh::{RefreshKeys, RefreshToken};
 use crate::rotation::{Channel, Presented, RotationPolicy};
 use crate::session::{Aal, DeviceInfo, RevokeReason, Session, Transport};
 use crate::store::{
-    AccountStore, AuditEvent, Created, ExternalId, NewSession, NewUser, OneTimeToken,
-    RotationOutcome, SessionCap, SessionStore, StoreError, User,
+    AccountStore, AuditEvent, AuditFilter, AuditRecord, Created, ExternalId, NewSession, NewUser,
+    OneTimeToken, Purged, RotationOutcome, SessionCap, SessionStore, StoreError, User,
 };
 use serde_json::json;
 use std::fmt;
@@ -1190,6 +1190,40 @@ impl Engine {
         self.audit("user_deleted", Some(user), None, None, json!({}))
             .await;
         Ok(())
+    }
+
+    /// The retention job (DESIGN §8): removes sessions that ended more than
+    /// `revoked_session_visibility` ago (the device list no longer shows
+    /// them), revocation rows past `not_after`, expired one-time tokens, and
+    /// audit rows older than `audit_retention` seconds.
+    pub async fn purge(&self, audit_retention: i64) -> Result<Purged, Error> {
+        let now = self.sessions.now().await?;
+        let s = self
+            .sessions
+            .purge_sessions(now - self.cfg.revoked_session_visibility)
+            .await?;
+        let a = self.accounts.purge_accounts(now - audit_retention).await?;
+        let total = Purged {
+            sessions: s.sessions,
+            revocations: s.revocations,
+            one_time_tokens: a.one_time_tokens,
+            audit: a.audit,
+        };
+        if total != Purged::default() {
+            tracing::info!(
+                sessions = total.sessions,
+                revocations = total.revocations,
+                one_time_tokens = total.one_time_tokens,
+                audit = total.audit,
+                "retention purge"
+            );
+        }
+        Ok(total)
+    }
+
+    /// Reads the audit log (admin API, `sesame audit`).
+    pub async fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Error> {
+        Ok(self.accounts.read_audit(filter).await?)
     }
 
     /// Checks application claims for a session: an object of at most 1 KiB

@@ -296,6 +296,57 @@ pub struct AuditEvent {
     pub detail: serde_json::Value,
 }
 
+/// Which audit rows to read: every filter is optional; newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this user's events.
+    pub user: Option<UserId>,
+    /// Only this session's events.
+    pub session: Option<SessionId>,
+    /// Only events of this kind (e.g. `login_failed`).
+    pub kind: Option<String>,
+    /// At or after this time.
+    pub since: Option<UnixTime>,
+    /// Before this time.
+    pub until: Option<UnixTime>,
+    /// Rows with an id below this one (paging: the last id of a page).
+    pub before_id: Option<i64>,
+    /// At most this many rows (1–1000).
+    pub limit: u32,
+}
+
+/// One audit row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// Increasing id (paging cursor).
+    pub id: i64,
+    /// Store time.
+    pub at: UnixTime,
+    /// Event name.
+    pub kind: String,
+    /// The user, when known.
+    pub user_id: Option<UserId>,
+    /// The session, when known.
+    pub session_id: Option<SessionId>,
+    /// Client IP as recorded.
+    pub ip: Option<String>,
+    /// Structured detail.
+    pub detail: serde_json::Value,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Sessions past their end (expired or revoked) by more than the grace.
+    pub sessions: u64,
+    /// Revocation rows past `not_after`.
+    pub revocations: u64,
+    /// One-time tokens expired.
+    pub one_time_tokens: u64,
+    /// Audit rows older than the retention.
+    pub audit: u64,
+}
+
 /// Users, credentials, the key ring and the audit log.
 #[async_trait::async_trait]
 pub trait AccountStore: Send + Sync + fmt::Debug {
@@ -339,6 +390,12 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
         kind: &'static str,
         hash: &[u8; 32],
     ) -> Result<Option<OneTimeToken>, StoreError>;
+    /// Audit rows matching `filter`, newest first.
+    async fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Deletes expired one-time tokens and audit rows older than
+    /// `audit_before` (store time); returns the counts (`sessions` and
+    /// `revocations` are the session store's).
+    async fn purge_accounts(&self, audit_before: UnixTime) -> Result<Purged, StoreError>;
 }
 
 /// Sessions, rotation and revocation.
@@ -393,4 +450,8 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
         user: UserId,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<u64, StoreError>;
+    /// Deletes sessions that ended (expired, or revoked) before
+    /// `ended_before`, and revocation rows whose `not_after` has passed
+    /// (store time); returns the counts.
+    async fn purge_sessions(&self, ended_before: UnixTime) -> Result<Purged, StoreError>;
 }

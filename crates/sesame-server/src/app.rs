@@ -54,6 +54,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/admin/users/{id}/enable", post(admin::enable_user))
         .route("/admin/users/{id}", delete(admin::delete_user))
         .route("/admin/keys/rotate", post(admin::rotate_keys))
+        .route("/admin/audit", get(admin::audit))
         .layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),

@@ -117,6 +117,8 @@ pub const KEYS: &[&str] = &[
     "rate_limit_refresh_session",
     "login_delay_after",
     "login_delay_max",
+    "audit_retention",
+    "purge_interval",
 ];
 
 /// Keys whose value is a list: a TOML array, or comma-separated in the
@@ -276,6 +278,8 @@ pub struct RawConfig {
     pub rate_limit_refresh_session: Option<String>,
     pub login_delay_after: Option<i64>,
     pub login_delay_max: Option<String>,
+    pub audit_retention: Option<String>,
+    pub purge_interval: Option<String>,
 }
 
 /// Layers the TOML file and the environment into a [`RawConfig`].
@@ -669,6 +673,10 @@ pub struct Config {
     pub revocation_feed_heartbeat: i64,
     /// `None` when `rate_limits = false`.
     pub rate_limits: Option<crate::rate_limit::Limits>,
+    /// Seconds audit rows are kept.
+    pub audit_retention: i64,
+    /// Seconds between retention purges; 0 = never (run `sesame purge`).
+    pub purge_interval: i64,
 }
 
 impl Config {
@@ -1070,6 +1078,16 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         1,
         60,
     )?;
+    let audit_retention = duration(
+        "audit_retention",
+        raw.audit_retention.as_deref(),
+        90 * 86_400,
+    )?;
+    in_range("audit_retention", audit_retention, 86_400, MAX_DURATION)?;
+    let purge_interval = duration("purge_interval", raw.purge_interval.as_deref(), 3600)?;
+    if purge_interval != 0 {
+        in_range("purge_interval", purge_interval, 60, 7 * 86_400)?;
+    }
     let rate_limits = if raw.rate_limits.unwrap_or(true) {
         let limit = |key: &str, raw: Option<&str>, default: &str| {
             crate::rate_limit::Limit::parse(raw.unwrap_or(default), |d| {
@@ -1169,6 +1187,8 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         service_api_keys,
         revocation_feed_heartbeat,
         rate_limits,
+        audit_retention,
+        purge_interval,
     })
 }
 

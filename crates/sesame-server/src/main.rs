@@ -51,6 +51,29 @@ enum Command {
     /// Configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Read the audit log, newest first, as JSON lines.
+    Audit {
+        /// Only this user (id or email).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only this session id.
+        #[arg(long)]
+        session: Option<String>,
+        /// Only this event, e.g. login_failed.
+        #[arg(long)]
+        event: Option<String>,
+        /// At or after this Unix time.
+        #[arg(long)]
+        since: Option<i64>,
+        /// Before this Unix time.
+        #[arg(long)]
+        until: Option<i64>,
+        /// At most this many rows (1–1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Run the retention purge once (what `purge_interval` runs in `serve`).
+    Purge,
     /// API keys for the admin API and the revocation feed.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCmd),
@@ -387,6 +410,54 @@ async fn main() -> anyhow::Result<()> {
         }
         // Answered before the configuration was loaded.
         Command::ApiKey(_) => {}
+        Command::Audit {
+            user,
+            session,
+            event,
+            since,
+            until,
+            limit,
+        } => {
+            let stores = open_stores(&cfg, clock.clone(), true).await?;
+            let engine = server::open_engine(&cfg, &stores, clock).await?;
+            let mut query = vec![format!("limit={limit}")];
+            if let Some(u) = user {
+                query.push(format!("user={}", find_user(&engine, u).await?));
+            }
+            for (k, v) in [("session", session.clone()), ("event", event.clone())] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={v}"));
+                }
+            }
+            for (k, v) in [("since", since), ("until", until)] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={v}"));
+                }
+            }
+            let filter = sesame_server::http::admin::audit_filter(&query.join("&"))
+                .map_err(|e| anyhow::anyhow!("{}", e.describe()))?;
+            for r in engine
+                .read_audit(&filter)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+            {
+                println!("{}", sesame_server::http::admin::audit_json(&r));
+            }
+            stores.close().await;
+        }
+        Command::Purge => {
+            let stores = open_stores(&cfg, clock.clone(), true).await?;
+            let engine = server::open_engine(&cfg, &stores, clock).await?;
+            let p = engine
+                .purge(cfg.audit_retention)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "purged {} sessions, {} revocation rows, {} one-time tokens, {} audit rows",
+                p.sessions, p.revocations, p.one_time_tokens, p.audit
+            );
+            stores.close().await;
+        }
     }
     Ok(())
 }

@@ -168,6 +168,17 @@ impl ApiError {
         self
     }
 
+    /// `code: detail` (or the title), for command-line errors.
+    pub fn describe(&self) -> String {
+        let what = self
+            .extra
+            .get("errors")
+            .map(|e| e.to_string())
+            .or_else(|| self.detail.clone())
+            .unwrap_or_else(|| self.title.to_owned());
+        format!("{}: {what}", self.code)
+    }
+
     /// The stable code.
     pub fn code(&self) -> &'static str {
         self.code

@@ -672,6 +672,22 @@ async fn start_with_stores(
             crate::telemetry::revocation_sync_age(last_ok.elapsed());
         }
     }));
+    if config.purge_interval > 0 {
+        let (e, every, keep) = (
+            engine.clone(),
+            Duration::from_secs(config.purge_interval.unsigned_abs()),
+            config.audit_retention,
+        );
+        background.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(err) = e.purge(keep).await {
+                    tracing::warn!(error = %err, "retention purge failed; retrying at the next interval");
+                }
+            }
+        }));
+    }
     if let Some(l) = limiter.clone() {
         background.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

@@ -1073,4 +1073,10 @@ impl SessionStore for Skewed {
     ) -> Result<u64, StoreError> {
         self.inner.set_user_claims(user, claims).await
     }
+    async fn purge_sessions(
+        &self,
+        ended_before: UnixTime,
+    ) -> Result<sesame_core::store::Purged, StoreError> {
+        self.inner.purge_sessions(ended_before).await
+    }
 }

@@ -203,6 +203,19 @@ fn serve_prints_mode_and_url_and_cli_manages_users_and_sessions() {
     assert!(ok && out.contains("deleted"), "{out}");
     let (ok, out, _) = run(sesame(&dir).args(["user", "list"]));
     assert!(ok && !out.contains("op@example.com"), "{out}");
+    // The audit log, filtered, as JSON lines; then a retention purge.
+    let (ok, out, err) = run(sesame(&dir).args(["audit", "--event", "user_disabled"]));
+    assert!(ok, "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0]["event"], "user_disabled");
+    let (ok, _, err) = run(sesame(&dir).args(["audit", "--event", "Bad Name"]));
+    assert!(!ok && err.contains("event"), "{err}");
+    let (ok, out, err) = run(sesame(&dir).args(["purge"]));
+    assert!(ok && out.starts_with("purged "), "{out} {err}");
 }
 
 /// `api-key new` needs no configuration and prints a key and the hash to

@@ -33,6 +33,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/users/{id}/enable"),
     ("delete", "/admin/users/{id}"),
     ("post", "/admin/keys/rotate"),
+    ("get", "/admin/audit"),
     ("get", "/.well-known/jwks.json"),
     ("get", "/healthz"),
     ("get", "/readyz"),

@@ -733,6 +733,16 @@ impl SessionStore for RedisSessionStore {
         }
     }
 
+    async fn purge_sessions(
+        &self,
+        _ended_before: UnixTime,
+    ) -> Result<sesame_core::store::Purged, StoreError> {
+        // Nothing to do: every session key carries a TTL to the end of its
+        // visibility, and the revocation stream is trimmed past `not_after`
+        // each time a row is added.
+        Ok(sesame_core::store::Purged::default())
+    }
+
     async fn revoke_all(&self, reason: RevokeReason) -> Result<u64, StoreError> {
         let mut inv = self.invocation(&SCRIPTS.revoke_all);
         inv.key(format!("{}active", self.prefix))

@@ -107,6 +107,12 @@ impl SessionStore for Cleanup {
     ) -> Result<u64, StoreError> {
         self.store.set_user_claims(user, claims).await
     }
+    async fn purge_sessions(
+        &self,
+        ended_before: UnixTime,
+    ) -> Result<sesame_core::store::Purged, StoreError> {
+        self.store.purge_sessions(ended_before).await
+    }
 }
 
 async fn redis_with_sqlite(clock: ManualClock) -> Result<Harness, String> {

@@ -67,6 +67,34 @@ mod shared {
         })
     }
 
+    /// An audit row from its columns.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn audit_record(
+        id: i64,
+        at: i64,
+        kind: String,
+        user: Option<Vec<u8>>,
+        session: Option<Vec<u8>>,
+        ip: Option<String>,
+        detail: &str,
+    ) -> Result<sesame_core::store::AuditRecord, StoreError> {
+        Ok(sesame_core::store::AuditRecord {
+            id,
+            at,
+            kind,
+            user_id: user
+                .map(|b| b.try_into().map(UserId::from_bytes))
+                .transpose()
+                .map_err(|_| corrupt("audit user"))?,
+            session_id: session
+                .map(|b| b.try_into().map(sesame_core::ids::SessionId::from_bytes))
+                .transpose()
+                .map_err(|_| corrupt("audit session"))?,
+            ip,
+            detail: serde_json::from_str(detail).unwrap_or(serde_json::Value::Null),
+        })
+    }
+
     /// The `email` and `email_key` columns of a shadow user.
     pub(crate) fn shadow_email(x: &ExternalId) -> (&'static str, String) {
         ("", x.email_key())

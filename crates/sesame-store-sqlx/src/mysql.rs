@@ -40,8 +40,9 @@ use sesame_core::keys::{KeyRecord, KeyState, SigningAlg};
 use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, decide};
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
-    AccountStore, AuditEvent, Created, ExternalId, NewSession, NewUser, OneTimeToken, Revocation,
-    RotationOutcome, SessionStore, StoreError, User, UserCredential,
+    AccountStore, AuditEvent, AuditFilter, AuditRecord, Created, ExternalId, NewSession, NewUser,
+    OneTimeToken, Purged, Revocation, RotationOutcome, SessionStore, StoreError, User,
+    UserCredential,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, MySql, Row, Transaction};
@@ -982,6 +983,64 @@ impl AccountStore for MySqlStore {
         )
         .map(Some)
     }
+
+    async fn read_audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at, kind, user_id, session_id, ip, detail FROM audit_log WHERE (? IS NULL OR user_id = ?) AND (? IS NULL OR session_id = ?) AND (? IS NULL OR kind = ?) AND (? IS NULL OR at >= ?) AND (? IS NULL OR at < ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        )
+            .bind(f.user.map(|u| u.as_bytes().to_vec()))
+            .bind(f.user.map(|u| u.as_bytes().to_vec()))
+            .bind(f.session.map(|s| s.as_bytes().to_vec()))
+            .bind(f.session.map(|s| s.as_bytes().to_vec()))
+            .bind(f.kind.clone())
+            .bind(f.kind.clone())
+            .bind(f.since)
+            .bind(f.since)
+            .bind(f.until)
+            .bind(f.until)
+            .bind(f.before_id)
+            .bind(f.before_id)
+            .bind(i64::from(f.limit.clamp(1, 1000)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.iter()
+            .map(|r| {
+                let e = |_| corrupt("audit");
+                let detail: String = r.try_get("detail").map_err(e)?;
+                crate::shared::audit_record(
+                    r.try_get("id").map_err(e)?,
+                    r.try_get("at").map_err(e)?,
+                    r.try_get("kind").map_err(e)?,
+                    r.try_get("user_id").map_err(e)?,
+                    r.try_get("session_id").map_err(e)?,
+                    r.try_get("ip").map_err(e)?,
+                    &detail,
+                )
+            })
+            .collect()
+    }
+
+    async fn purge_accounts(&self, audit_before: UnixTime) -> Result<Purged, StoreError> {
+        let now = self.store_now().await?;
+        let one_time_tokens = sqlx::query("DELETE FROM one_time_tokens WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        let audit = sqlx::query("DELETE FROM audit_log WHERE at < ?")
+            .bind(audit_before)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(Purged {
+            one_time_tokens,
+            audit,
+            ..Purged::default()
+        })
+    }
 }
 
 #[async_trait]
@@ -1196,5 +1255,31 @@ impl SessionStore for MySqlStore {
                 .map_err(classify)?
                 .rows_affected();
         Ok(n)
+    }
+
+    async fn purge_sessions(&self, ended_before: UnixTime) -> Result<Purged, StoreError> {
+        let now = self.store_now().await?;
+        let sessions = sqlx::query(
+            "DELETE FROM sessions WHERE (revoked_at IS NOT NULL AND revoked_at < ?) OR (revoked_at IS NULL AND LEAST(expires_at, COALESCE(idle_expires_at, expires_at)) < ?)",
+        )
+            .bind(ended_before)
+            .bind(ended_before)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        // Revocation rows go once no token they concern can still be valid;
+        // a feed reader resuming from an older seq loses nothing that matters.
+        let revocations = sqlx::query("DELETE FROM revocations WHERE not_after < ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(Purged {
+            sessions,
+            revocations,
+            ..Purged::default()
+        })
     }
 }

@@ -75,6 +75,8 @@ macro_rules! conformance_tests {
             external_users_are_shadow_rows,
             one_time_tokens_redeem_once,
             user_claims_reach_live_sessions,
+            audit_reads_with_filters_and_purges,
+            purge_removes_ended_sessions_and_old_revocations,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
@@ -959,4 +961,179 @@ pub async fn user_claims_reach_live_sessions(h: Harness) {
     assert_eq!(read(a.id).await, claims);
     assert_eq!(read(b.id).await, b.claims);
     assert_eq!(read(c.id).await, c.claims);
+}
+
+/// The audit log reads back with every filter, newest first, paged by id;
+/// a purge removes old rows and expired one-time tokens only.
+pub async fn audit_reads_with_filters_and_purges(h: Harness) {
+    let a = user(&h, "audit-a@example.com").await;
+    let b = user(&h, "audit-b@example.com").await;
+    let sid = SessionId::random();
+    let ev = |kind: &'static str, u: Option<UserId>, s: Option<SessionId>| AuditEvent {
+        kind,
+        user_id: u,
+        session_id: s,
+        ip: Some("192.0.2.1".into()),
+        detail: serde_json::json!({ "n": 1 }),
+    };
+    h.accounts
+        .audit(ev("login_failed", Some(a.id), None))
+        .await
+        .unwrap();
+    h.clock.advance(10);
+    h.accounts
+        .audit(ev("login_succeeded", Some(a.id), Some(sid)))
+        .await
+        .unwrap();
+    h.clock.advance(10);
+    h.accounts
+        .audit(ev("login_failed", Some(b.id), None))
+        .await
+        .unwrap();
+    let read = |f: AuditFilter| {
+        let acc = h.accounts.clone();
+        async move { acc.read_audit(&f).await.unwrap() }
+    };
+    let all = read(AuditFilter {
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    let ours: Vec<_> = all
+        .iter()
+        .filter(|r| r.user_id == Some(a.id) || r.user_id == Some(b.id))
+        .collect();
+    assert_eq!(ours.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert_eq!(ours[0].kind, "login_failed");
+    assert_eq!(ours[0].user_id, Some(b.id));
+    assert_eq!(ours[0].detail["n"], 1);
+    assert_eq!(ours[0].ip.as_deref(), Some("192.0.2.1"));
+
+    let by_user = read(AuditFilter {
+        user: Some(a.id),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_user.len(), 2);
+    let by_session = read(AuditFilter {
+        session: Some(sid),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_session.len(), 1);
+    assert_eq!(by_session[0].kind, "login_succeeded");
+    let by_kind = read(AuditFilter {
+        kind: Some("login_failed".into()),
+        user: Some(a.id),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(by_kind.len(), 1);
+    let window = read(AuditFilter {
+        since: Some(T0 + 5),
+        until: Some(T0 + 15),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(window.len(), 1);
+    assert_eq!(window[0].kind, "login_succeeded");
+    let page = read(AuditFilter {
+        user: Some(a.id),
+        limit: 1,
+        ..Default::default()
+    })
+    .await;
+    let next = read(AuditFilter {
+        user: Some(a.id),
+        before_id: Some(page[0].id),
+        limit: 1,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        (page[0].kind.as_str(), next[0].kind.as_str()),
+        ("login_succeeded", "login_failed")
+    );
+
+    h.accounts
+        .put_one_time(OneTimeToken {
+            kind: "handoff",
+            hash: [9; 32],
+            user_id: a.id,
+            payload: serde_json::json!({}),
+            expires_at: T0 + 30,
+        })
+        .await
+        .unwrap();
+    h.accounts
+        .put_one_time(OneTimeToken {
+            kind: "handoff",
+            hash: [8; 32],
+            user_id: a.id,
+            payload: serde_json::json!({}),
+            expires_at: T0 + 3600,
+        })
+        .await
+        .unwrap();
+    h.clock.advance(20); // now T0 + 40
+    let purged = h.accounts.purge_accounts(T0 + 15).await.unwrap();
+    assert_eq!(purged.one_time_tokens, 1);
+    assert!(purged.audit >= 2, "{purged:?}");
+    let left = read(AuditFilter {
+        user: Some(b.id),
+        limit: 100,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(left.len(), 1, "rows after the cut stay");
+    assert!(
+        read(AuditFilter {
+            user: Some(a.id),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert!(
+        h.accounts
+            .take_one_time("handoff", &[8; 32])
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// A session purge removes sessions that ended before the cut (revoked or
+/// expired) and revocation rows past `not_after`; live sessions stay.
+pub async fn purge_removes_ended_sessions_and_old_revocations(h: Harness) {
+    let u = user(&h, "purge@example.com").await;
+    let live = session(&h, new_session(u.id, Transport::Hybrid, 10)).await;
+    let revoked = session(&h, new_session(u.id, Transport::Hybrid, 20)).await;
+    h.sessions
+        .revoke(revoked.id, RevokeReason::Logout)
+        .await
+        .unwrap();
+    let start = h.sessions.revocations_after(0, 10_000).await.unwrap().len();
+    assert!(start >= 1);
+    // Nothing has ended long enough ago yet.
+    h.sessions.purge_sessions(T0 - 1).await.unwrap();
+    assert!(h.sessions.session(revoked.id).await.unwrap().is_some());
+    // Later: the revoked one goes, its revocation row too (past not_after);
+    // the live one (idle ttl 3600, max age 7200) stays.
+    h.clock.advance(1800);
+    let p = h.sessions.purge_sessions(T0 + 1).await.unwrap();
+    let redis = p == Purged::default();
+    if !redis {
+        assert_eq!(p.sessions, 1, "{p:?}");
+        assert!(p.revocations >= 1, "{p:?}");
+        assert!(h.sessions.session(revoked.id).await.unwrap().is_none());
+        assert!(h.sessions.revocations_after(0, 10_000).await.unwrap().len() < start);
+    }
+    assert!(h.sessions.session(live.id).await.unwrap().is_some());
 }

@@ -20,6 +20,7 @@ use serde_json::json;
 use sesame_core::engine::HANDOFF_TTL;
 use sesame_core::ids::{SessionId, UserId};
 use sesame_core::session::RevokeReason;
+use sesame_core::store::{AuditFilter, AuditRecord};
 
 type Claims = serde_json::Map<String, serde_json::Value>;
 
@@ -371,4 +372,100 @@ pub(crate) async fn rotate_keys(
         .collect();
     keys.sort_by(|a, b| a["kid"].as_str().cmp(&b["kid"].as_str()));
     Ok(Json(json!({ "keys": keys })))
+}
+
+/// Parses the audit filter of `GET /admin/audit` (and `sesame audit`):
+/// `user`, `session`, `event`, `since`, `until` (Unix seconds), `before`
+/// (an id: the next page), `limit` (1–1000, default 100).
+pub fn audit_filter(query: &str) -> Result<AuditFilter, ApiError> {
+    let mut f = AuditFilter {
+        limit: 100,
+        ..AuditFilter::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| ApiError::invalid(k, what.to_string());
+        let int = |v: &str| v.parse::<i64>().map_err(|_| bad("must be an integer"));
+        match k {
+            "user" => f.user = Some(UserId::parse(v).ok_or_else(|| bad("must be a user id"))?),
+            "session" => {
+                f.session = Some(SessionId::parse(v).ok_or_else(|| bad("must be a session id"))?);
+            }
+            "event" => {
+                if v.is_empty()
+                    || v.len() > 64
+                    || !v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                {
+                    return Err(bad("must be an event name like login_failed"));
+                }
+                f.kind = Some(v.to_owned());
+            }
+            "since" => f.since = Some(int(v)?),
+            "until" => f.until = Some(int(v)?),
+            "before" => f.before_id = Some(int(v)?),
+            "limit" => {
+                f.limit = u32::try_from(int(v)?)
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad("must be between 1 and 1000"))?;
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "query",
+                    format!("unknown parameter `{k}`"),
+                ));
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// The audit log, newest first, with filters.
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    tag = "admin",
+    params(
+        ("user" = Option<String>, Query, description = "Only this user's events."),
+        ("session" = Option<String>, Query, description = "Only this session's events."),
+        ("event" = Option<String>, Query, description = "Only this event, e.g. `login_failed`."),
+        ("since" = Option<i64>, Query, description = "At or after this Unix time."),
+        ("until" = Option<i64>, Query, description = "Before this Unix time."),
+        ("before" = Option<i64>, Query, description = "Rows with a smaller id (the next page)."),
+        ("limit" = Option<u32>, Query, description = "1–1000, default 100."),
+    ),
+    security(("admin_api_key" = [])),
+    responses(
+        (status = 200, description = "`{events: [{id, at, event, user_id, session_id, ip, detail}], next_before}`.", body = serde_json::Value),
+        (status = 400, description = "`invalid_request`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_api_key`.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn audit(
+    _key: AdminKey,
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let filter = audit_filter(query.as_deref().unwrap_or(""))?;
+    let rows = state.engine.read_audit(&filter).await?;
+    let next = (rows.len() == filter.limit as usize)
+        .then(|| rows.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(json!({
+        "events": rows.iter().map(audit_json).collect::<Vec<_>>(),
+        "next_before": next,
+    })))
+}
+
+/// One audit row as the admin API and `sesame audit` show it.
+pub fn audit_json(r: &AuditRecord) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "at": r.at,
+        "event": r.kind,
+        "user_id": r.user_id,
+        "session_id": r.session_id,
+        "ip": r.ip,
+        "detail": r.detail,
+    })
 }

@@ -51,6 +51,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         super::admin::enable_user,
         super::admin::delete_user,
         super::admin::rotate_keys,
+        super::admin::audit,
         routes::jwks,
         routes::healthz,
         routes::readyz,

@@ -123,6 +123,14 @@ impl<S: AccountStore> AccountStore for FaultyStore<S> {
         self.faults.check()?;
         self.inner.take_one_time(kind, hash).await
     }
+    async fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.faults.check()?;
+        self.inner.read_audit(filter).await
+    }
+    async fn purge_accounts(&self, audit_before: UnixTime) -> Result<Purged, StoreError> {
+        self.faults.check()?;
+        self.inner.purge_accounts(audit_before).await
+    }
 }
 
 #[async_trait]
@@ -192,5 +200,9 @@ impl<S: SessionStore> SessionStore for FaultyStore<S> {
     ) -> Result<u64, StoreError> {
         self.faults.check()?;
         self.inner.set_user_claims(user, claims).await
+    }
+    async fn purge_sessions(&self, ended_before: UnixTime) -> Result<Purged, StoreError> {
+        self.faults.check()?;
+        self.inner.purge_sessions(ended_before).await
     }
 }
