@@ -4,72 +4,10 @@
 
 mod common;
 
+use common::jwt::{minter, rejected, unsigned};
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
-use sesame_core::crypto::{self, b64};
-use sesame_core::keys::KeyState;
-
-struct Minter {
-    kid: String,
-    key: EncodingKey,
-    public: Vec<u8>,
-    claims: Value,
-}
-
-/// Reads the active signing key the way an operator holding the master key
-/// could, and a real token's claims as a template.
-async fn minter(srv: &TestServer, d: &Device) -> Minter {
-    let recs = srv.engine().accounts().load_keys().await.unwrap();
-    let active = recs.iter().find(|r| r.state == KeyState::Active).unwrap();
-    let mk: [u8; 32] = crypto::b64_decode(MASTER_KEY).unwrap().try_into().unwrap();
-    let pkcs8 = crypto::open(&mk, active.kid.as_bytes(), &active.sealed_private).unwrap();
-    let token = d.access.clone().unwrap();
-    let payload = token.split('.').nth(1).unwrap();
-    let claims = serde_json::from_slice(&crypto::b64_decode(payload).unwrap()).unwrap();
-    Minter {
-        kid: active.kid.clone(),
-        key: EncodingKey::from_ed_der(&pkcs8),
-        public: active.public.clone(),
-        claims,
-    }
-}
-
-impl Minter {
-    fn mint(&self, edit: impl FnOnce(&mut Header, &mut Value)) -> String {
-        let mut h = Header::new(Algorithm::EdDSA);
-        h.typ = Some("at+jwt".into());
-        h.kid = Some(self.kid.clone());
-        let mut c = self.claims.clone();
-        edit(&mut h, &mut c);
-        jsonwebtoken::encode(&h, &c, &self.key).unwrap()
-    }
-}
-
-async fn rejected(d: &Device, token: &str, why: &str) {
-    let mut dd = d.clone();
-    dd.access = Some(token.to_string());
-    let a = dd.me().await;
-    assert_eq!(
-        (a.status.as_u16(), a.code()),
-        (401, "invalid_token"),
-        "{why}: {}",
-        a.text
-    );
-    assert_eq!(
-        a.headers["www-authenticate"], "Bearer error=\"invalid_token\"",
-        "{why}"
-    );
-    assert!(a.is_problem());
-}
-
-fn unsigned(header: &str, claims: &Value, sig: &str) -> String {
-    format!(
-        "{}.{}.{sig}",
-        b64(header.as_bytes()),
-        b64(claims.to_string().as_bytes())
-    )
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn harness_minted_tokens_prove_each_check() {

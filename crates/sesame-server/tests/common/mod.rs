@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod faulty;
+pub mod jwt;
 pub mod sse;
 
 use reqwest::header::{HeaderMap, HeaderValue};
