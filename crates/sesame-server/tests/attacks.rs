@@ -51,7 +51,12 @@ async fn kid_injection_and_key_bearing_headers_are_ignored() {
         "",
         &"k".repeat(4000),
     ] {
-        rejected(&d, &m.mint(|h, _| h.kid = Some(kid.to_string())), "kid injection").await;
+        rejected(
+            &d,
+            &m.mint(|h, _| h.kid = Some(kid.to_string())),
+            "kid injection",
+        )
+        .await;
     }
 
     // An attacker's own Ed25519 key, offered in the header three ways.
@@ -65,13 +70,26 @@ async fn kid_injection_and_key_bearing_headers_are_ignored() {
         ("evil", json!({ "jwk": jwk })),
         (m.kid.as_str(), json!({ "jwk": jwk })),
         ("evil", json!({ "jku": "http://127.0.0.1:9/jwks.json" })),
-        (m.kid.as_str(), json!({ "jku": "http://127.0.0.1:9/jwks.json" })),
-        (m.kid.as_str(), json!({ "x5u": "http://127.0.0.1:9/cert.pem" })),
+        (
+            m.kid.as_str(),
+            json!({ "jku": "http://127.0.0.1:9/jwks.json" }),
+        ),
+        (
+            m.kid.as_str(),
+            json!({ "x5u": "http://127.0.0.1:9/cert.pem" }),
+        ),
         (m.kid.as_str(), json!({ "x5c": ["MIIB"] })),
     ] {
         let mut h = json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": kid });
-        h.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-        rejected(&d, &signed_raw(&h, &m.claims, &key, Algorithm::EdDSA), "attacker key in header").await;
+        h.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        rejected(
+            &d,
+            &signed_raw(&h, &m.claims, &key, Algorithm::EdDSA),
+            "attacker key in header",
+        )
+        .await;
     }
 }
 
@@ -90,7 +108,12 @@ async fn stripped_spliced_and_non_canonical_signatures() {
     // changed under the original signature.
     let other = m.mint(|_, c| c["jti"] = json!("other"));
     let other_sig = other.rsplit('.').next().unwrap();
-    rejected(&d, &format!("{head}.{payload}.{other_sig}"), "spliced signature").await;
+    rejected(
+        &d,
+        &format!("{head}.{payload}.{other_sig}"),
+        "spliced signature",
+    )
+    .await;
     let mut claims = m.claims.clone();
     claims["sub"] = json!("01900000-0000-7000-8000-000000000000");
     rejected(
@@ -103,7 +126,15 @@ async fn stripped_spliced_and_non_canonical_signatures() {
     // Non-canonical base64url: padding, standard-alphabet characters, and a
     // last character whose unused low bits are set (same bytes to a lax decoder).
     rejected(&d, &format!("{good}="), "padding").await;
-    rejected(&d, &format!("{head}.{payload}.{}", sig.replace('-', "+").replace('_', "/")), "standard alphabet").await;
+    rejected(
+        &d,
+        &format!(
+            "{head}.{payload}.{}",
+            sig.replace('-', "+").replace('_', "/")
+        ),
+        "standard alphabet",
+    )
+    .await;
     let mut chars: Vec<char> = sig.chars().collect();
     let last = chars.pop().unwrap();
     const ALPHA: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -112,10 +143,20 @@ async fn stripped_spliced_and_non_canonical_signatures() {
     let twin = ALPHA.chars().nth(idx ^ 1).unwrap();
     chars.push(twin);
     let lax: String = chars.into_iter().collect();
-    rejected(&d, &format!("{head}.{payload}.{lax}"), "non-canonical trailing bits").await;
+    rejected(
+        &d,
+        &format!("{head}.{payload}.{lax}"),
+        "non-canonical trailing bits",
+    )
+    .await;
     let mut hchars = head.to_string();
     hchars.push('A');
-    rejected(&d, &format!("{hchars}.{payload}.{sig}"), "header with a stray character").await;
+    rejected(
+        &d,
+        &format!("{hchars}.{payload}.{sig}"),
+        "header with a stray character",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -130,26 +171,56 @@ async fn json_serialisation_jwe_crit_and_whitespace_forms() {
         "signatures": [{ "protected": parts[0], "signature": parts[2] }]
     })
     .to_string();
-    let flat = json!({ "payload": parts[1], "protected": parts[0], "signature": parts[2] }).to_string();
-    for (t, why) in [(general.as_str(), "JWS general JSON"), (flat.as_str(), "JWS flattened JSON")] {
+    let flat =
+        json!({ "payload": parts[1], "protected": parts[0], "signature": parts[2] }).to_string();
+    for (t, why) in [
+        (general.as_str(), "JWS general JSON"),
+        (flat.as_str(), "JWS flattened JSON"),
+    ] {
         rejected(&d, t, why).await;
     }
-    let jwe = format!("{}.{}.{}.{}.{}", b64(br#"{"alg":"dir","enc":"A256GCM","kid":"x"}"#), "", "AAAA", parts[1], "AAAA");
+    let jwe = format!(
+        "{}.{}.{}.{}.{}",
+        b64(br#"{"alg":"dir","enc":"A256GCM","kid":"x"}"#),
+        "",
+        "AAAA",
+        parts[1],
+        "AAAA"
+    );
     rejected(&d, &jwe, "JWE compact").await;
     // (Spaces between `Bearer` and the token are allowed by RFC 6750's
     // `1*SP`; whitespace inside the token is not.)
-    rejected(&d, &format!("{}.\t{}.{}", parts[0], parts[1], parts[2]), "tab inside").await;
-    rejected(&d, &format!("{}. {}.{}", parts[0], parts[1], parts[2]), "space inside").await;
+    rejected(
+        &d,
+        &format!("{}.\t{}.{}", parts[0], parts[1], parts[2]),
+        "tab inside",
+    )
+    .await;
+    rejected(
+        &d,
+        &format!("{}. {}.{}", parts[0], parts[1], parts[2]),
+        "space inside",
+    )
+    .await;
 
     // crit: a header parameter we do not understand must fail the token.
     for crit in [json!(["exp"]), json!(["b64"]), json!([]), json!("x")] {
         let h = json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": m.kid, "crit": crit, "b64": false, "exp": 1 });
-        rejected(&d, &signed_raw(&h, &m.claims, &m.key, Algorithm::EdDSA), "crit").await;
+        rejected(
+            &d,
+            &signed_raw(&h, &m.claims, &m.key, Algorithm::EdDSA),
+            "crit",
+        )
+        .await;
     }
     // Duplicate header members (parsers disagree on which wins).
     let dup = format!(
         "{}.{}.{}",
-        b64(format!(r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{}","alg":"none"}}"#, m.kid).as_bytes()),
+        b64(format!(
+            r#"{{"alg":"EdDSA","typ":"at+jwt","kid":"{}","alg":"none"}}"#,
+            m.kid
+        )
+        .as_bytes()),
         parts[1],
         parts[2]
     );
@@ -188,12 +259,16 @@ fn hex_n() -> Vec<u8> {
 async fn token_kinds_do_not_substitute_for_each_other() {
     let srv = TestServer::start().await;
     let mut app = srv.device();
-    let a = app.login_as("nobody@example.com", PASSWORD, Some("bearer")).await;
+    let a = app
+        .login_as("nobody@example.com", PASSWORD, Some("bearer"))
+        .await;
     assert_eq!(a.status, 401);
     let mut app = srv.device();
     assert_eq!(app.register("kinds@example.com").await.status, 201);
     let mut bearer = srv.device();
-    let l = bearer.login_as("kinds@example.com", PASSWORD, Some("bearer")).await;
+    let l = bearer
+        .login_as("kinds@example.com", PASSWORD, Some("bearer"))
+        .await;
     let refresh = l.body["refresh_token"].as_str().unwrap().to_string();
     let access = l.body["access_token"].as_str().unwrap().to_string();
     // A refresh token, a handoff-code-shaped string or an API key as an
@@ -212,7 +287,12 @@ async fn token_kinds_do_not_substitute_for_each_other() {
     let other = TestServer::start().await;
     let mut elsewhere = other.device();
     elsewhere.register("kinds@example.com").await;
-    rejected(&app, elsewhere.access.as_deref().unwrap(), "another deployment's token").await;
+    rejected(
+        &app,
+        elsewhere.access.as_deref().unwrap(),
+        "another deployment's token",
+    )
+    .await;
     app.access = Some(access);
     assert_eq!(app.me().await.status, 200);
 }

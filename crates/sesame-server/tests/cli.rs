@@ -395,3 +395,225 @@ impl Drop for Reaper {
         let _ = self.0.wait();
     }
 }
+
+/// The logs of a full flow at `debug` level contain none of the secrets the
+/// flow handled — access and refresh tokens, passwords, handoff codes, API
+/// keys, the configured secrets — and show the email and client IP masked
+/// (`log_pii` off). A second run with `log_pii = true` shows them, so the
+/// check can fail.
+#[test]
+fn logs_of_a_full_flow_hold_no_secret_and_mask_pii() {
+    let (logs, secrets) = full_flow_logs(false);
+    assert!(
+        logs.contains("refresh_token_reuse_detected"),
+        "the flow was logged: {logs}"
+    );
+    for s in &secrets.never {
+        assert!(
+            !logs.contains(s.as_str()),
+            "a secret ({}…) is in the logs",
+            &s[..s.len().min(12)]
+        );
+    }
+    for s in &secrets.pii {
+        assert!(!logs.contains(s.as_str()), "{s} is in the logs unmasked");
+    }
+    assert!(logs.contains("203.0.113.0/24"), "the IP appears masked");
+
+    let (logs, secrets) = full_flow_logs(true);
+    assert!(
+        secrets.pii.iter().any(|s| logs.contains(s.as_str())),
+        "with log_pii the address is logged"
+    );
+    for s in &secrets.never {
+        assert!(!logs.contains(s.as_str()), "log_pii never logs secrets");
+    }
+}
+
+struct Seen {
+    never: Vec<String>,
+    pii: Vec<String>,
+}
+
+fn full_flow_logs(log_pii: bool) -> (String, Seen) {
+    let dir = Dir::new();
+    let admin = sesame_server::server::new_api_key();
+    let service = sesame_server::server::new_api_key();
+    let mut child = sesame(&dir)
+        .arg("serve")
+        .env("SESAME_BIND", "127.0.0.1:0")
+        .env("SESAME_LOG_LEVEL", "debug")
+        .env("SESAME_PUBLIC_URL", "http://127.0.0.1:8080")
+        .env("SESAME_LOG_PII", if log_pii { "true" } else { "false" })
+        .env("SESAME_MASTER_KEY", MASTER)
+        .env("SESAME_REFRESH_KEY", REFRESH)
+        .env("SESAME_TRUSTED_PROXIES", "127.0.0.1/32")
+        .env("SESAME_ADMIN_API_KEYS", &admin.hash)
+        .env("SESAME_SERVICE_API_KEYS", &service.hash)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let collector = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s).unwrap();
+        s
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(u) = l
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+        {
+            break u.to_string();
+        }
+    };
+    let email = "Secret.Person@Example.com";
+    let password = "my very secret password 42";
+    let ip = "203.0.113.77";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut never: Vec<String> = vec![
+        password.into(),
+        MASTER.into(),
+        REFRESH.into(),
+        admin.key.clone(),
+        service.key.clone(),
+    ];
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value| {
+            http.post(format!("{url}{path}"))
+                .header("origin", "http://127.0.0.1:8080")
+                .header("x-forwarded-for", ip)
+                .header("sesame-transport", "bearer")
+                .json(&body)
+        };
+        let reg: serde_json::Value = post(
+            "/auth/register",
+            serde_json::json!({"email": email, "password": password}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let (at, rt0) = (
+            reg["access_token"].as_str().unwrap().to_string(),
+            reg["refresh_token"].as_str().unwrap().to_string(),
+        );
+        // A wrong password (not the real one) and the real one.
+        let _ = post(
+            "/auth/login",
+            serde_json::json!({"email": email, "password": "wrong guess 1234"}),
+        )
+        .send()
+        .await
+        .unwrap();
+        never.push("wrong guess 1234".into());
+        let login: serde_json::Value = post(
+            "/auth/login",
+            serde_json::json!({"email": email, "password": password}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        never.push(login["access_token"].as_str().unwrap().into());
+        never.push(login["refresh_token"].as_str().unwrap().into());
+        let me = http
+            .get(format!("{url}/auth/me"))
+            .bearer_auth(&at)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200);
+        let r1: serde_json::Value =
+            post("/auth/refresh", serde_json::json!({"refresh_token": rt0}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        never.push(r1["access_token"].as_str().unwrap().into());
+        never.push(r1["refresh_token"].as_str().unwrap().into());
+        // Replay from "another client": reuse detected, logged as an event.
+        let _ = http
+            .post(format!("{url}/auth/refresh"))
+            .header("origin", "http://127.0.0.1:8080")
+            .header("user-agent", "thief/1.0")
+            .json(&serde_json::json!({"refresh_token": rt0}))
+            .send()
+            .await
+            .unwrap();
+        never.push(at.clone());
+        never.push(rt0.clone());
+        // Admin handoff and exchange.
+        let h: serde_json::Value = http
+            .post(format!("{url}/admin/sessions"))
+            .bearer_auth(&admin.key)
+            .json(&serde_json::json!({"user_id": "ext-1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let code = h["handoff_code"].as_str().unwrap().to_string();
+        let ex: serde_json::Value = post(
+            "/auth/session/exchange",
+            serde_json::json!({"handoff_code": code}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        never.push(code);
+        never.push(ex["access_token"].as_str().unwrap().into());
+        // The feed, briefly.
+        let feed = http
+            .get(format!("{url}/auth/revocations"))
+            .bearer_auth(&service.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(feed.status(), 200);
+        drop(feed);
+        let _ = http
+            .post(format!("{url}/auth/logout"))
+            .header("origin", "http://127.0.0.1:8080")
+            .bearer_auth(ex["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+    });
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let _rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    let logs = collector.join().unwrap();
+    // Secrets in their other spellings too: the signature part of each JWT
+    // and the secret part of each refresh token.
+    let mut extra = Vec::new();
+    for s in &never {
+        if s.matches('.').count() == 2 {
+            extra.push(s.rsplit('.').next().unwrap().to_string());
+        }
+    }
+    never.extend(extra);
+    let pii = vec![email.to_string(), email.to_lowercase(), ip.to_string()];
+    (logs, Seen { never, pii })
+}

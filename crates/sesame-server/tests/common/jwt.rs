@@ -67,4 +67,3 @@ pub fn unsigned(header: &str, claims: &Value, sig: &str) -> String {
         b64(claims.to_string().as_bytes())
     )
 }
-
