@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod fuzzing;
 pub mod hash_pool;
 pub mod http;
 pub mod problem;

@@ -617,3 +617,79 @@ fn full_flow_logs(log_pii: bool) -> (String, Seen) {
     let pii = vec![email.to_string(), email.to_lowercase(), ip.to_string()];
     (logs, Seen { never, pii })
 }
+
+/// Graceful shutdown: SIGTERM while logins (each an Argon2id hash, one
+/// worker) are in flight — every one of them is answered, a connection
+/// attempted during the drain is refused, and the process exits 0.
+#[test]
+fn sigterm_finishes_in_flight_requests_and_refuses_new_ones() {
+    let dir = Dir::new();
+    let mut child = sesame(&dir)
+        .arg("serve")
+        .env("SESAME_BIND", "127.0.0.1:0")
+        .env("SESAME_PUBLIC_URL", "http://127.0.0.1:8080")
+        .env("SESAME_HASH_WORKERS", "1")
+        .env("SESAME_HASH_QUEUE", "64")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(u) = l.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")) {
+            break u.to_string();
+        }
+    };
+    let addr = url.trim_start_matches("http://").to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = child.id();
+    let (answers, refused) = rt.block_on(async move {
+        let http = reqwest::Client::new();
+        let body = serde_json::json!({"email": "drain@example.com", "password": "a long enough password"});
+        let reg = http
+            .post(format!("{url}/auth/register"))
+            .header("origin", "http://127.0.0.1:8080")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reg.status(), 201);
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (http, url, body) = (reqwest::Client::new(), url.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                http.post(format!("{url}/auth/login"))
+                    .header("origin", "http://127.0.0.1:8080")
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }));
+        }
+        // Let them all arrive (they queue for the one hashing worker), then TERM.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let t = tokio::time::Instant::now();
+        assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+        // During the drain, new connections are refused.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let refused = tokio::net::TcpStream::connect(&addr).await.is_err();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        eprintln!("drained {} logins in {:?} after SIGTERM", answers.len(), t.elapsed());
+        (answers, refused)
+    });
+    assert!(refused, "a new connection during the drain was accepted");
+    for a in &answers {
+        assert_eq!(a.as_ref().ok(), Some(&200), "an in-flight login was cut off: {answers:?}");
+    }
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
