@@ -1221,6 +1221,11 @@ impl Engine {
         Ok(total)
     }
 
+    /// How many sessions are live now (the `live_sessions` gauge).
+    pub async fn live_sessions(&self) -> Result<u64, Error> {
+        Ok(self.sessions.count_live().await?)
+    }
+
     /// Reads the audit log (admin API, `sesame audit`).
     pub async fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, Error> {
         Ok(self.accounts.read_audit(filter).await?)

@@ -454,4 +454,6 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     /// `ended_before`, and revocation rows whose `not_after` has passed
     /// (store time); returns the counts.
     async fn purge_sessions(&self, ended_before: UnixTime) -> Result<Purged, StoreError>;
+    /// How many sessions are live now (not revoked, not expired): a gauge.
+    async fn count_live(&self) -> Result<u64, StoreError>;
 }

@@ -39,11 +39,17 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
 /// verifier must reject everything the fixture's key did not sign, and the
 /// ring and a JWKS-built key set must agree.
 pub fn access_token(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let f = &*FIXTURE;
     let by_ring = f.verifier.verify(&f.ring, s, NOW);
     let by_jwks = f.verifier.verify(&f.public, s, NOW);
-    assert_eq!(by_ring.is_ok(), by_jwks.is_ok(), "ring and JWKS disagree on {s:?}");
+    assert_eq!(
+        by_ring.is_ok(),
+        by_jwks.is_ok(),
+        "ring and JWKS disagree on {s:?}"
+    );
     if let Ok(v) = by_ring {
         // Only a token the fixture signed verifies: re-signing its claims
         // must reproduce a verifying token (the fuzzer cannot forge one).
@@ -58,7 +64,9 @@ pub fn access_token(data: &[u8]) {
 
 /// A refresh token (`srt_…`): parsing and the tag check.
 pub fn refresh_token(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     let f = &*FIXTURE;
     if let Some(t) = f.refresh.verify(s) {
         // A token that passes carries a tag made with the fixture's key:
@@ -70,7 +78,9 @@ pub fn refresh_token(data: &[u8]) {
 
 /// A `Cookie` header: exact-name lookup and duplicate detection.
 pub fn cookie_header(data: &[u8]) {
-    let Ok(v) = HeaderValue::from_bytes(data) else { return };
+    let Ok(v) = HeaderValue::from_bytes(data) else {
+        return;
+    };
     let mut h = HeaderMap::new();
     h.append(header::COOKIE, v.clone());
     for name in [
@@ -96,7 +106,11 @@ pub fn request_body(data: &[u8]) {
         for field in ["email", "password", "user_id", "handoff_code"] {
             if let Some(s) = v.get(field).and_then(|x| x.as_str()) {
                 if let Ok(e) = Email::parse(s) {
-                    assert_eq!(Email::parse(e.as_str()).ok().as_ref(), Some(&e), "normalising twice changes nothing");
+                    assert_eq!(
+                        Email::parse(e.as_str()).ok().as_ref(),
+                        Some(&e),
+                        "normalising twice changes nothing"
+                    );
                 }
                 let _ = Password::new_checked(s.to_owned());
                 let _ = sesame_core::store::ExternalId::parse(s);
@@ -134,7 +148,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ext: serde_json::Map::from_iter([("role".into(), serde_json::json!("admin"))]),
     };
     let token = f.verifier.sign(&f.ring, &claims).unwrap();
-    let rt = f.refresh.mint_first(SessionId::from_bytes([3; 16])).encode();
+    let rt = f
+        .refresh
+        .mint_first(SessionId::from_bytes([3; 16]))
+        .encode();
     vec![
         ("access_token", token.clone().into_bytes()),
         ("access_token", format!("{token}x").into_bytes()),
@@ -143,11 +160,29 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("refresh_token", rt.clone().into_bytes()),
         ("refresh_token", rt[..rt.len() - 2].as_bytes().to_vec()),
         ("refresh_token", b"srt_".to_vec()),
-        ("cookie_header", format!("a=1; __Host-sesame_rt={rt}; b=2").into_bytes()),
-        ("cookie_header", b"__Host-sesame_rt=\"x\"; __host-sesame_rt=y".to_vec()),
-        ("cookie_header", b"__Host-sesame_fp=a;__Host-sesame_fp=b".to_vec()),
-        ("request_body", br#"{"email":"Ann@EXAMPLE.com","password":"correct horse battery"}"#.to_vec()),
-        ("request_body", br#"{"user_id":"auth0|1","cnf":{"ipua":"x"},"handoff_code":"shc_x"}"#.to_vec()),
-        ("request_body", b"user=01900000-0000-7000-8000-000000000000&event=login_failed&limit=5".to_vec()),
+        (
+            "cookie_header",
+            format!("a=1; __Host-sesame_rt={rt}; b=2").into_bytes(),
+        ),
+        (
+            "cookie_header",
+            b"__Host-sesame_rt=\"x\"; __host-sesame_rt=y".to_vec(),
+        ),
+        (
+            "cookie_header",
+            b"__Host-sesame_fp=a;__Host-sesame_fp=b".to_vec(),
+        ),
+        (
+            "request_body",
+            br#"{"email":"Ann@EXAMPLE.com","password":"correct horse battery"}"#.to_vec(),
+        ),
+        (
+            "request_body",
+            br#"{"user_id":"auth0|1","cnf":{"ipua":"x"},"handoff_code":"shc_x"}"#.to_vec(),
+        ),
+        (
+            "request_body",
+            b"user=01900000-0000-7000-8000-000000000000&event=login_failed&limit=5".to_vec(),
+        ),
     ]
 }

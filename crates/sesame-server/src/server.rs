@@ -719,6 +719,17 @@ async fn start_with_stores(
     let (metrics, metrics_addr) = match metrics {
         Some((listener, handle)) => {
             let addr = listener.local_addr()?;
+            let e = engine.clone();
+            background.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tick.tick().await;
+                    match e.live_sessions().await {
+                        Ok(n) => crate::telemetry::live_sessions(n),
+                        Err(err) => tracing::debug!(error = %err, "counting live sessions failed"),
+                    }
+                }
+            }));
             let h = handle.clone();
             background.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(crate::telemetry::UPKEEP_EVERY);

@@ -38,6 +38,7 @@ const GRACE_ANSWERS: &str = "sesame_grace_answers_total";
 const REFRESH_REUSE: &str = "sesame_refresh_reuse_total";
 const OVERLOADED: &str = "sesame_overloaded_total";
 const RATE_LIMITED: &str = "sesame_rate_limited_total";
+const LIVE_SESSIONS: &str = "sesame_live_sessions";
 const REVOCATION_SYNC_AGE: &str = "sesame_revocation_sync_age_seconds";
 
 /// Latency buckets in seconds: a refresh is a few milliseconds, a login
@@ -107,6 +108,10 @@ fn describe() {
     describe_counter!(
         RATE_LIMITED,
         "Requests refused with 429 rate_limited, by route and limit (ip, account, session, delay)."
+    );
+    describe_gauge!(
+        LIVE_SESSIONS,
+        "Sessions live now (not revoked, not expired), counted in the store every 30 s."
     );
     describe_gauge!(
         REVOCATION_SYNC_AGE,
@@ -245,6 +250,11 @@ pub fn overloaded() {
 /// A request refused by a rate limit.
 pub fn rate_limited(route: &'static str, limit: &'static str) {
     counter!(RATE_LIMITED, "route" => route, "limit" => limit).increment(1);
+}
+
+/// Sessions live now, as last counted.
+pub fn live_sessions(n: u64) {
+    gauge!(LIVE_SESSIONS).set(n as f64);
 }
 
 /// Time since the last successful revocation sync of this instance.

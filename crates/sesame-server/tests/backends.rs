@@ -1079,4 +1079,7 @@ impl SessionStore for Skewed {
     ) -> Result<sesame_core::store::Purged, StoreError> {
         self.inner.purge_sessions(ended_before).await
     }
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        self.inner.count_live().await
+    }
 }

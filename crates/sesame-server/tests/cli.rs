@@ -636,7 +636,10 @@ fn sigterm_finishes_in_flight_requests_and_refuses_new_ones() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = loop {
         let l = lines.next().unwrap().unwrap();
-        if let Some(u) = l.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:")) {
+        if let Some(u) = l
+            .split_whitespace()
+            .find(|w| w.starts_with("http://127.0.0.1:"))
+        {
             break u.to_string();
         }
     };
@@ -649,7 +652,8 @@ fn sigterm_finishes_in_flight_requests_and_refuses_new_ones() {
     let pid = child.id();
     let (answers, refused) = rt.block_on(async move {
         let http = reqwest::Client::new();
-        let body = serde_json::json!({"email": "drain@example.com", "password": "a long enough password"});
+        let body =
+            serde_json::json!({"email": "drain@example.com", "password": "a long enough password"});
         let reg = http
             .post(format!("{url}/auth/register"))
             .header("origin", "http://127.0.0.1:8080")
@@ -673,7 +677,13 @@ fn sigterm_finishes_in_flight_requests_and_refuses_new_ones() {
         // Let them all arrive (they queue for the one hashing worker), then TERM.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         let t = tokio::time::Instant::now();
-        assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
         // During the drain, new connections are refused.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let refused = tokio::net::TcpStream::connect(&addr).await.is_err();
@@ -681,12 +691,20 @@ fn sigterm_finishes_in_flight_requests_and_refuses_new_ones() {
         for task in tasks {
             answers.push(task.await.unwrap());
         }
-        eprintln!("drained {} logins in {:?} after SIGTERM", answers.len(), t.elapsed());
+        eprintln!(
+            "drained {} logins in {:?} after SIGTERM",
+            answers.len(),
+            t.elapsed()
+        );
         (answers, refused)
     });
     assert!(refused, "a new connection during the drain was accepted");
     for a in &answers {
-        assert_eq!(a.as_ref().ok(), Some(&200), "an in-flight login was cut off: {answers:?}");
+        assert_eq!(
+            a.as_ref().ok(),
+            Some(&200),
+            "an in-flight login was cut off: {answers:?}"
+        );
     }
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();

@@ -149,6 +149,10 @@ async fn api_traffic_is_counted_by_route_and_result_without_personal_data() {
         s.iter().any(|x| x.name == "sesame_overloaded_total"),
         "zeroed until the first refusal: {text}"
     );
+    assert!(
+        s.iter().any(|x| x.name == "sesame_live_sessions"),
+        "the live-sessions gauge (counted at start, then every 30 s): {text}"
+    );
 
     // Nothing personal or secret, and no raw path, in any label.
     let secrets = [

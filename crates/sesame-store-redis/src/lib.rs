@@ -171,6 +171,7 @@ struct Scripts {
     revoke_all: Script,
     list: Script,
     set_claims: Script,
+    count_live: Script,
 }
 
 macro_rules! script {
@@ -190,6 +191,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     revoke_all: script!("revoke_all.lua"),
     list: script!("list.lua"),
     set_claims: script!("set_claims.lua"),
+    count_live: script!("count_live.lua"),
 });
 
 /// Sessions in Redis. Cheap to clone (one multiplexed connection that
@@ -730,6 +732,14 @@ impl SessionStore for RedisSessionStore {
         match self.run(&inv).await? {
             Value::Int(n) => u64::try_from(n).map_err(|_| corrupt("count")),
             _ => Err(corrupt("set_claims reply")),
+        }
+    }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        let inv = self.invocation(&SCRIPTS.count_live);
+        match self.run(&inv).await? {
+            Value::Int(n) => u64::try_from(n).map_err(|_| corrupt("count")),
+            _ => Err(corrupt("count_live reply")),
         }
     }
 

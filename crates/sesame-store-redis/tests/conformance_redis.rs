@@ -113,6 +113,9 @@ impl SessionStore for Cleanup {
     ) -> Result<sesame_core::store::Purged, StoreError> {
         self.store.purge_sessions(ended_before).await
     }
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        self.store.count_live().await
+    }
 }
 
 async fn redis_with_sqlite(clock: ManualClock) -> Result<Harness, String> {

@@ -1282,4 +1282,15 @@ impl SessionStore for MySqlStore {
             ..Purged::default()
         })
     }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        let now = self.store_now().await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL AND expires_at > ? AND (idle_expires_at IS NULL OR idle_expires_at > ?)")
+            .bind(now)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }

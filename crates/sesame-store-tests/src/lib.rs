@@ -1119,6 +1119,19 @@ pub async fn purge_removes_ended_sessions_and_old_revocations(h: Harness) {
         .revoke(revoked.id, RevokeReason::Logout)
         .await
         .unwrap();
+    session(
+        &h,
+        NewSession {
+            idle_ttl: Some(60),
+            ..new_session(u.id, Transport::Hybrid, 30)
+        },
+    )
+    .await;
+    assert_eq!(
+        h.sessions.count_live().await.unwrap(),
+        2,
+        "the long and the short one; not the revoked one"
+    );
     let start = h.sessions.revocations_after(0, 10_000).await.unwrap().len();
     assert!(start >= 1);
     // Nothing has ended long enough ago yet.
@@ -1127,6 +1140,11 @@ pub async fn purge_removes_ended_sessions_and_old_revocations(h: Harness) {
     // Later: the revoked one goes, its revocation row too (past not_after);
     // the live one (idle ttl 3600, max age 7200) stays.
     h.clock.advance(1800);
+    assert_eq!(
+        h.sessions.count_live().await.unwrap(),
+        1,
+        "the short one expired"
+    );
     let p = h.sessions.purge_sessions(T0 + 1).await.unwrap();
     let redis = p == Purged::default();
     if !redis {

@@ -205,4 +205,8 @@ impl<S: SessionStore> SessionStore for FaultyStore<S> {
         self.faults.check()?;
         self.inner.purge_sessions(ended_before).await
     }
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        self.faults.check()?;
+        self.inner.count_live().await
+    }
 }
