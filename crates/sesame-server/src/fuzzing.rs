@@ -158,7 +158,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("access_token", b"eyJhbGciOiJub25lIn0.e30.".to_vec()),
         ("access_token", f.ring.jwks().to_string().into_bytes()),
         ("refresh_token", rt.clone().into_bytes()),
-        ("refresh_token", rt[..rt.len() - 2].as_bytes().to_vec()),
+        ("refresh_token", rt.as_bytes()[..rt.len() - 2].to_vec()),
         ("refresh_token", b"srt_".to_vec()),
         (
             "cookie_header",
