@@ -1073,7 +1073,10 @@ impl Engine {
     /// The shadow user of an externally authenticated user, created on first use.
     pub async fn external_user(&self, external: &str) -> Result<User, Error> {
         let x = ExternalId::parse(external).ok_or_else(|| {
-            Error::field("user_id", "must be 1–200 bytes without control characters")
+            Error::field(
+                "user_id",
+                "must be 1–200 characters without control characters",
+            )
         })?;
         Ok(self.accounts.external_user(&x, UserId::new()).await?)
     }

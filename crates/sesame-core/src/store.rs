@@ -59,8 +59,8 @@ impl fmt::Display for Identity {
     }
 }
 
-/// A caller-chosen id for an externally authenticated user: 1–200 bytes of printable
-/// characters.
+/// A caller-chosen id for an externally authenticated user: 1–200
+/// characters, none of them a control character.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct ExternalId(String);
@@ -68,7 +68,7 @@ pub struct ExternalId(String);
 impl ExternalId {
     /// Checks an id as a caller sent it.
     pub fn parse(s: &str) -> Option<Self> {
-        (!s.is_empty() && s.len() <= 200 && !s.chars().any(char::is_control))
+        (!s.is_empty() && s.chars().count() <= 200 && !s.chars().any(char::is_control))
             .then(|| Self(s.to_owned()))
     }
 

@@ -32,8 +32,13 @@ fn user_id(raw: &str) -> Result<UserId, ApiError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewExternalSession {
-    /// Your id for the user (1–200 bytes, no control characters). A shadow
-    /// user is created on first use.
+    /// Your id for the user (1–200 characters, no control characters). A
+    /// shadow user is created on first use.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     user_id: String,
     /// Application claims for the session's access tokens (≤ 1 KiB; the
     /// registered claim names are refused).
@@ -55,6 +60,8 @@ pub(crate) struct NewExternalSession {
         (status = 401, description = "`invalid_api_key`.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`storage_unavailable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_session(
@@ -98,6 +105,8 @@ pub(crate) struct Exchange {
         (status = 401, description = "`handoff_code_invalid`: unknown, used or expired.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`csrf_rejected` or `account_disabled`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`storage_unavailable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn exchange(
@@ -120,7 +129,7 @@ pub(crate) async fn exchange(
     get,
     path = "/admin/users/{id}/sessions",
     tag = "admin",
-    params(("id" = String, Path, description = "Sesame's user id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Sesame's user id.")),
     security(("admin_api_key" = [])),
     responses(
         (status = 200, description = "`{sessions: [...]}`.", body = serde_json::Value),
@@ -156,7 +165,7 @@ pub(crate) async fn user_sessions(
     delete,
     path = "/admin/users/{id}/sessions",
     tag = "admin",
-    params(("id" = String, Path, description = "Sesame's user id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Sesame's user id.")),
     security(("admin_api_key" = [])),
     responses(
         (status = 200, description = "`{revoked: n}`.", body = serde_json::Value),
@@ -188,10 +197,11 @@ pub(crate) async fn revoke_user_sessions(
     delete,
     path = "/admin/sessions/{sid}",
     tag = "admin",
-    params(("sid" = String, Path, description = "The session id.")),
+    params(("sid" = String, Path, pattern = "^[A-Za-z0-9_-]{21}[AQgw]$", description = "The session id (22 base64url characters).")),
     security(("admin_api_key" = [])),
     responses(
         (status = 204, description = "Ended (or already ended)."),
+        (status = 400, description = "`invalid_request`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_api_key`.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`.", body = Problem, content_type = "application/problem+json"),
     )
@@ -237,7 +247,7 @@ pub(crate) struct ClaimsChange {
     put,
     path = "/admin/users/{id}/claims",
     tag = "admin",
-    params(("id" = String, Path, description = "Sesame's user id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Sesame's user id.")),
     request_body = ClaimsChange,
     security(("admin_api_key" = [])),
     responses(
@@ -245,6 +255,8 @@ pub(crate) struct ClaimsChange {
         (status = 400, description = "`invalid_request`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_api_key`.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn set_claims(
@@ -274,10 +286,11 @@ async fn set_disabled(state: &AppState, id: &str, disabled: bool) -> Result<Stat
     post,
     path = "/admin/users/{id}/disable",
     tag = "admin",
-    params(("id" = String, Path, description = "Sesame's user id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Sesame's user id.")),
     security(("admin_api_key" = [])),
     responses(
         (status = 204, description = "Disabled."),
+        (status = 400, description = "`invalid_request`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_api_key`.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`.", body = Problem, content_type = "application/problem+json"),
     )
@@ -295,10 +308,11 @@ pub(crate) async fn disable_user(
     post,
     path = "/admin/users/{id}/enable",
     tag = "admin",
-    params(("id" = String, Path, description = "Sesame's user id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Sesame's user id.")),
     security(("admin_api_key" = [])),
     responses(
         (status = 204, description = "Enabled."),
+        (status = 400, description = "`invalid_request`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_api_key`.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`.", body = Problem, content_type = "application/problem+json"),
     )
@@ -316,10 +330,11 @@ pub(crate) async fn enable_user(
     delete,
     path = "/admin/users/{id}",
     tag = "admin",
-    params(("id" = String, Path, description = "Sesame's user id.")),
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Sesame's user id.")),
     security(("admin_api_key" = [])),
     responses(
         (status = 204, description = "Deleted."),
+        (status = 400, description = "`invalid_request`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_api_key`.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`.", body = Problem, content_type = "application/problem+json"),
     )
@@ -351,8 +366,11 @@ pub(crate) struct Rotate {
     security(("admin_api_key" = [])),
     responses(
         (status = 200, description = "`{keys: [{kid, alg, state}]}` after the rotation.", body = serde_json::Value),
+        (status = 400, description = "`invalid_request`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_api_key`.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`storage_unavailable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload_too_large`.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: send `application/json`.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn rotate_keys(
@@ -426,13 +444,13 @@ pub fn audit_filter(query: &str) -> Result<AuditFilter, ApiError> {
     path = "/admin/audit",
     tag = "admin",
     params(
-        ("user" = Option<String>, Query, description = "Only this user's events."),
-        ("session" = Option<String>, Query, description = "Only this session's events."),
-        ("event" = Option<String>, Query, description = "Only this event, e.g. `login_failed`."),
+        ("user" = Option<String>, Query, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Only this user's events."),
+        ("session" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{21}[AQgw]$", description = "Only this session's events."),
+        ("event" = Option<String>, Query, pattern = "^[a-z_]{1,64}$", description = "Only this event, e.g. `login_failed`."),
         ("since" = Option<i64>, Query, description = "At or after this Unix time."),
         ("until" = Option<i64>, Query, description = "Before this Unix time."),
         ("before" = Option<i64>, Query, description = "Rows with a smaller id (the next page)."),
-        ("limit" = Option<u32>, Query, description = "1–1000, default 100."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100."),
     ),
     security(("admin_api_key" = [])),
     responses(

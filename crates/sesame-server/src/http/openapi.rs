@@ -185,14 +185,17 @@ struct OptionalRefreshBody;
 
 impl Modify for OptionalRefreshBody {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let body = doc
-            .paths
-            .paths
-            .get_mut("/auth/refresh")
-            .and_then(|item| item.post.as_mut())
-            .and_then(|op| op.request_body.as_mut());
-        if let Some(RefOr::T(body)) = body {
-            body.required = Some(Required::False);
+        // Also the admin key rotation, whose options body may be left out.
+        for path in ["/auth/refresh", "/admin/keys/rotate"] {
+            let body = doc
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|op| op.request_body.as_mut());
+            if let Some(RefOr::T(body)) = body {
+                body.required = Some(Required::False);
+            }
         }
     }
 }

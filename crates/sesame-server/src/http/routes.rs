@@ -36,9 +36,9 @@ pub(crate) struct Credentials {
     /// The account's email address.
     #[schema(format = Email, example = "ada@example.com")]
     email: String,
-    /// The password (register: at least the configured length, not a
-    /// common password).
-    #[schema(format = Password)]
+    /// The password: 8–1024 characters (register also refuses common
+    /// passwords).
+    #[schema(format = Password, min_length = 8, max_length = 1024, example = "correct horse battery staple")]
     password: String,
 }
 
