@@ -913,12 +913,21 @@ impl AccountStore for MySqlStore {
     }
 
     async fn delete_user(&self, id: UserId) -> Result<bool, StoreError> {
+        // The audit rows stay, pseudonymised: the user id is a random id
+        // that now names nobody, and the client IPs go.
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        sqlx::query("UPDATE audit_log SET ip = NULL WHERE user_id = ?")
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
         let n = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.as_bytes().as_slice())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(classify)?
             .rows_affected();
+        tx.commit().await.map_err(classify)?;
         Ok(n == 1)
     }
 

@@ -890,8 +890,30 @@ pub async fn external_users_are_shadow_rows(h: Harness) {
     assert!(ExternalId::parse("").is_none());
     assert!(ExternalId::parse("a\nb").is_none());
     assert!(ExternalId::parse(&"x".repeat(201)).is_none());
-    // Deleting the user deletes it (and only it).
+    // Deleting the user deletes it (and only it); its audit rows stay,
+    // without the client IP.
+    h.accounts
+        .audit(AuditEvent {
+            kind: "login_succeeded",
+            user_id: Some(first.id),
+            session_id: None,
+            ip: Some("203.0.113.9".into()),
+            detail: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
     assert!(h.accounts.delete_user(first.id).await.unwrap());
+    let rows = h
+        .accounts
+        .read_audit(&AuditFilter {
+            user: Some(first.id),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "audit rows are kept");
+    assert_eq!(rows[0].ip, None, "and pseudonymised");
     assert!(!h.accounts.delete_user(first.id).await.unwrap());
     assert_eq!(h.accounts.user_by_id(first.id).await.unwrap(), None);
     assert!(h.accounts.user_by_id(local.id).await.unwrap().is_some());
