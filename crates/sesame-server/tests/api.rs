@@ -107,6 +107,45 @@ async fn wrong_password_and_unknown_email_answer_alike() {
     assert!(failed.iter().any(|d| d.contains("unknown_email")));
 }
 
+/// Enumeration by code path: a login for an unknown email takes the same
+/// road as a wrong password — through the bounded hashing pool (a dummy
+/// verification) — which shows when the pool is full: with one worker and
+/// no queue, concurrent unknown-email logins are refused as `overloaded`,
+/// exactly as real ones would be.
+#[tokio::test]
+async fn unknown_emails_go_through_the_hashing_pool_too() {
+    let srv = TestServer::with(|raw| {
+        raw.hash_workers = Some(1);
+        raw.hash_queue = Some(0);
+    })
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut d = srv.device();
+        tasks.push(tokio::spawn(async move {
+            d.login(&format!("ghost{i}@example.com"), "not the password")
+                .await
+                .code()
+                .to_string()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert!(codes.iter().any(|c| c == "overloaded"), "{codes:?}");
+    assert!(
+        codes.iter().any(|c| c == "invalid_credentials"),
+        "{codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "overloaded" || c == "invalid_credentials"),
+        "{codes:?}"
+    );
+}
+
 #[tokio::test]
 async fn register_validation_errors() {
     let srv = TestServer::start().await;

@@ -166,6 +166,31 @@ async fn register_per_ip_and_refresh_per_session() {
     assert_eq!(srv.device().register("r2@example.com").await.status, 201);
     let third = srv.device().register("r3@example.com").await;
     assert_limited(&third);
+    // Per address, across IPs (the per-account limit, 10/1m by default).
+    for i in 0..9 {
+        let taken = answer(
+            srv.device()
+                .request(Method::POST, "/auth/register")
+                .header("x-forwarded-for", format!("192.0.2.{i}"))
+                .json(&json!({ "email": "r1@example.com", "password": PASSWORD }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(taken.code(), "email_taken", "{i}");
+    }
+    let probed = answer(
+        srv.device()
+            .request(Method::POST, "/auth/register")
+            .header("x-forwarded-for", "192.0.2.200")
+            .json(&json!({ "email": "R1@example.com", "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_limited(&probed);
     // Nothing was created: the address is still free once allowed.
     let elsewhere = answer(
         srv.device()

@@ -182,6 +182,18 @@ pub(crate) async fn register(
 ) -> Result<Response, ApiError> {
     let ip = client.ip();
     limit(&state, "register", "ip", |l| l.register_ip, &ip_key(ip)).await?;
+    // Per address too: `email_taken` is a documented enumeration, and this
+    // bounds how fast one address can be probed from many IPs.
+    let account = sesame_core::ids::Email::parse(&c.email)
+        .map_or_else(|_| c.email.trim().to_lowercase(), |e| e.key());
+    limit(
+        &state,
+        "register",
+        "account",
+        |l| l.login_account,
+        &format!("acct:{account}"),
+    )
+    .await?;
     let ctx = login_ctx(&state, &headers, client, transport)?;
     match state.engine.register(&c.email, c.password, &ctx).await? {
         Registered::SignedIn(grant) => Ok(token_response(&state, StatusCode::CREATED, &grant)),
