@@ -21,7 +21,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -68,6 +68,9 @@ enum Cmd {
         count: usize,
         #[arg(long)]
         out: String,
+        /// Also write each session's refresh token here (bearer transport).
+        #[arg(long)]
+        refresh_out: Option<String>,
     },
     /// Logs out each token at Sesame and times until `--api` refuses it.
     Revocations {
@@ -100,6 +103,19 @@ struct Target {
     /// The server process, for CPU time per request.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// `get` (bearer GET, tokens round-robin), `refresh` (POST the body's
+    /// refresh token; each connection follows its own rotation chain from
+    /// the `--tokens` file of refresh tokens) or `login` (POST
+    /// `--email`/`--password`).
+    #[arg(long, default_value = "get")]
+    mode: String,
+    /// `Origin` for POSTs (Sesame's CSRF check).
+    #[arg(long)]
+    origin: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    #[arg(long)]
+    password: Option<String>,
 }
 
 /// `host:port` and path of an `http://` URL.
@@ -114,7 +130,7 @@ fn split_url(url: &str) -> anyhow::Result<(String, String)> {
     Ok((host.to_string(), path.to_string()))
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn connect(host: &str) -> anyhow::Result<Sender> {
     let stream = TcpStream::connect(host).await?;
@@ -126,9 +142,19 @@ async fn connect(host: &str) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
+/// One connection and, in `refresh` mode, the head of its rotation chain.
+#[derive(Default)]
+struct Conn {
+    sender: Option<Sender>,
+    refresh: Option<String>,
+}
+
 struct Shared {
     host: String,
     path: String,
+    mode: String,
+    origin: String,
+    login_body: Bytes,
     tokens: Vec<String>,
     next: AtomicUsize,
     ok: AtomicU64,
@@ -138,9 +164,20 @@ struct Shared {
 impl Shared {
     fn new(t: &Target) -> anyhow::Result<Self> {
         let (host, path) = split_url(&t.url)?;
+        if !["get", "refresh", "login"].contains(&t.mode.as_str()) {
+            bail!("--mode must be get, refresh or login");
+        }
+        let origin = t.origin.clone().unwrap_or_else(|| format!("http://{host}"));
+        let login_body = Bytes::from(
+            json!({ "email": t.email.clone().unwrap_or_default(), "password": t.password.clone().unwrap_or_default() })
+                .to_string(),
+        );
         Ok(Self {
             host,
             path,
+            mode: t.mode.clone(),
+            origin,
+            login_body,
             tokens: load_tokens(t.tokens.as_deref())?,
             next: AtomicUsize::new(0),
             ok: AtomicU64::new(0),
@@ -148,34 +185,72 @@ impl Shared {
         })
     }
 
-    fn request(&self) -> Request<Empty<Bytes>> {
-        let mut b = Request::get(&self.path).header("host", &self.host);
-        if !self.tokens.is_empty() {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.tokens.len();
-            b = b.header("authorization", format!("Bearer {}", self.tokens[i]));
+    /// A connection; in `refresh` mode it starts the chain of token `i`.
+    fn conn(&self, i: usize) -> Conn {
+        Conn {
+            sender: None,
+            refresh: (self.mode == "refresh" && !self.tokens.is_empty())
+                .then(|| self.tokens[i % self.tokens.len()].clone()),
         }
-        b.body(Empty::new()).unwrap_or_default()
     }
 
-    /// Sends one request on `s` (reconnecting if needed); counts the outcome.
-    async fn send(&self, s: &mut Option<Sender>) -> bool {
-        if s.as_ref().is_none_or(|s| s.is_closed()) {
-            *s = connect(&self.host).await.ok();
+    fn request(&self, conn: &Conn) -> Request<Full<Bytes>> {
+        let b = Request::builder()
+            .uri(&self.path)
+            .header("host", &self.host);
+        let r = match self.mode.as_str() {
+            "refresh" => b
+                .method("POST")
+                .header("origin", &self.origin)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(
+                    json!({ "refresh_token": conn.refresh.as_deref().unwrap_or("") }).to_string(),
+                ))),
+            "login" => b
+                .method("POST")
+                .header("origin", &self.origin)
+                .header("sesame-transport", "bearer")
+                .header("content-type", "application/json")
+                .body(Full::new(self.login_body.clone())),
+            _ => {
+                let mut b = b.method("GET");
+                if !self.tokens.is_empty() {
+                    let i = self.next.fetch_add(1, Ordering::Relaxed) % self.tokens.len();
+                    b = b.header("authorization", format!("Bearer {}", self.tokens[i]));
+                }
+                b.body(Full::new(Bytes::new()))
+            }
+        };
+        r.unwrap_or_default()
+    }
+
+    /// Sends one request on `conn` (reconnecting if needed); counts the outcome.
+    async fn send(&self, conn: &mut Conn) -> bool {
+        if conn.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            conn.sender = connect(&self.host).await.ok();
         }
-        let Some(sender) = s.as_mut() else {
+        let req = self.request(conn);
+        let Some(sender) = conn.sender.as_mut() else {
             self.errors.fetch_add(1, Ordering::Relaxed);
             return false;
         };
         if sender.ready().await.is_err() {
-            *s = None;
+            conn.sender = None;
             self.errors.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        match sender.send_request(self.request()).await {
+        match sender.send_request(req).await {
             Ok(resp) => {
                 let status = resp.status();
-                let _ = resp.into_body().collect().await;
+                let body = resp.into_body().collect().await.map(|b| b.to_bytes());
                 if status == StatusCode::OK {
+                    if self.mode == "refresh" {
+                        // Follow the chain: the next request presents the successor.
+                        conn.refresh = body
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                            .and_then(|v| v["refresh_token"].as_str().map(str::to_owned));
+                    }
                     self.ok.fetch_add(1, Ordering::Relaxed);
                     true
                 } else {
@@ -184,7 +259,7 @@ impl Shared {
                 }
             }
             Err(_) => {
-                *s = None;
+                conn.sender = None;
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 false
             }
@@ -265,10 +340,10 @@ async fn closed(t: Target, connections: usize) -> anyhow::Result<()> {
     let end = warm_until + Duration::from_secs_f64(t.duration);
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for c in 0..connections {
         let (sh, m) = (shared.clone(), measuring.clone());
         tasks.push(tokio::spawn(async move {
-            let mut s = None;
+            let mut s = sh.conn(c);
             let mut lat = Vec::new();
             while Instant::now() < end {
                 let t0 = Instant::now();
@@ -327,7 +402,7 @@ async fn open(t: Target, rate: f64, connections: usize) -> anyhow::Result<()> {
         // Connections are staggered so the schedule is even overall.
         let first = start + interval.mul_f64(c as f64 / connections as f64);
         tasks.push(tokio::spawn(async move {
-            let mut s = None;
+            let mut s = sh.conn(c);
             let mut lat = Vec::new();
             let mut service = Vec::new();
             let (mut ok, mut err) = (0u64, 0u64);
@@ -422,7 +497,13 @@ async fn post_json(
     ))
 }
 
-async fn mint(sesame: String, admin_key: String, count: usize, out: String) -> anyhow::Result<()> {
+async fn mint(
+    sesame: String,
+    admin_key: String,
+    count: usize,
+    out: String,
+    refresh_out: Option<String>,
+) -> anyhow::Result<()> {
     let origin = sesame.trim_end_matches('/').to_string();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -455,12 +536,16 @@ async fn mint(sesame: String, admin_key: String, count: usize, out: String) -> a
                 if s != StatusCode::OK {
                     bail!("exchange: {s} {grant}");
                 }
-                tokens.push(
+                tokens.push((
                     grant["access_token"]
                         .as_str()
                         .unwrap_or_default()
                         .to_string(),
-                );
+                    grant["refresh_token"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ));
             }
         }));
     }
@@ -468,7 +553,12 @@ async fn mint(sesame: String, admin_key: String, count: usize, out: String) -> a
     for t in tasks {
         all.extend(t.await??);
     }
-    std::fs::write(&out, all.join("\n") + "\n")?;
+    let access: Vec<&str> = all.iter().map(|(a, _)| a.as_str()).collect();
+    std::fs::write(&out, access.join("\n") + "\n")?;
+    if let Some(r) = &refresh_out {
+        let refresh: Vec<&str> = all.iter().map(|(_, r)| r.as_str()).collect();
+        std::fs::write(r, refresh.join("\n") + "\n")?;
+    }
     println!("{}", json!({ "minted": all.len(), "out": out }));
     Ok(())
 }
@@ -507,7 +597,7 @@ async fn revocations(
             let req = Request::get(&path)
                 .header("host", &host)
                 .header("authorization", &auth)
-                .body(Empty::new())?;
+                .body(Full::new(Bytes::new()))?;
             let resp = s.send_request(req).await?;
             let status = resp.status();
             let _ = resp.into_body().collect().await;
@@ -553,7 +643,8 @@ async fn main() -> anyhow::Result<()> {
             admin_key,
             count,
             out,
-        } => mint(sesame, admin_key, count, out).await,
+            refresh_out,
+        } => mint(sesame, admin_key, count, out, refresh_out).await,
         Cmd::Revocations {
             sesame,
             api,
