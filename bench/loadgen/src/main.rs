@@ -86,6 +86,14 @@ enum Cmd {
     },
 }
 
+/// What each request is.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Get,
+    Refresh,
+    Login,
+}
+
 #[derive(clap::Args, Debug, Clone)]
 struct Target {
     /// `http://host:port/path`.
@@ -107,8 +115,8 @@ struct Target {
     /// refresh token; each connection follows its own rotation chain from
     /// the `--tokens` file of refresh tokens) or `login` (POST
     /// `--email`/`--password`).
-    #[arg(long, default_value = "get")]
-    mode: String,
+    #[arg(long, value_enum, default_value_t = Mode::Get)]
+    mode: Mode,
     /// `Origin` for POSTs (Sesame's CSRF check).
     #[arg(long)]
     origin: Option<String>,
@@ -152,7 +160,7 @@ struct Conn {
 struct Shared {
     host: String,
     path: String,
-    mode: String,
+    mode: Mode,
     origin: String,
     login_body: Bytes,
     tokens: Vec<String>,
@@ -164,9 +172,6 @@ struct Shared {
 impl Shared {
     fn new(t: &Target) -> anyhow::Result<Self> {
         let (host, path) = split_url(&t.url)?;
-        if !["get", "refresh", "login"].contains(&t.mode.as_str()) {
-            bail!("--mode must be get, refresh or login");
-        }
         let origin = t.origin.clone().unwrap_or_else(|| format!("http://{host}"));
         let login_body = Bytes::from(
             json!({ "email": t.email.clone().unwrap_or_default(), "password": t.password.clone().unwrap_or_default() })
@@ -175,7 +180,7 @@ impl Shared {
         Ok(Self {
             host,
             path,
-            mode: t.mode.clone(),
+            mode: t.mode,
             origin,
             login_body,
             tokens: load_tokens(t.tokens.as_deref())?,
@@ -189,7 +194,7 @@ impl Shared {
     fn conn(&self, i: usize) -> Conn {
         Conn {
             sender: None,
-            refresh: (self.mode == "refresh" && !self.tokens.is_empty())
+            refresh: (self.mode == Mode::Refresh && !self.tokens.is_empty())
                 .then(|| self.tokens[i % self.tokens.len()].clone()),
         }
     }
@@ -198,21 +203,21 @@ impl Shared {
         let b = Request::builder()
             .uri(&self.path)
             .header("host", &self.host);
-        let r = match self.mode.as_str() {
-            "refresh" => b
+        let r = match self.mode {
+            Mode::Refresh => b
                 .method("POST")
                 .header("origin", &self.origin)
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(
                     json!({ "refresh_token": conn.refresh.as_deref().unwrap_or("") }).to_string(),
                 ))),
-            "login" => b
+            Mode::Login => b
                 .method("POST")
                 .header("origin", &self.origin)
                 .header("sesame-transport", "bearer")
                 .header("content-type", "application/json")
                 .body(Full::new(self.login_body.clone())),
-            _ => {
+            Mode::Get => {
                 let mut b = b.method("GET");
                 if !self.tokens.is_empty() {
                     let i = self.next.fetch_add(1, Ordering::Relaxed) % self.tokens.len();
@@ -244,7 +249,7 @@ impl Shared {
                 let status = resp.status();
                 let body = resp.into_body().collect().await.map(|b| b.to_bytes());
                 if status == StatusCode::OK {
-                    if self.mode == "refresh" {
+                    if self.mode == Mode::Refresh {
                         // Follow the chain: the next request presents the successor.
                         conn.refresh = body
                             .ok()

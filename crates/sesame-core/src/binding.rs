@@ -201,8 +201,9 @@ pub fn check(
     Err(BindingFailure::Unknown)
 }
 
-/// `ip` reduced to its network under `prefixes`.
-fn network(ip: IpAddr, prefixes: IpPrefixes) -> (IpAddr, u8) {
+/// `ip` reduced to its network under `prefixes` (an IPv4-mapped IPv6
+/// address counts as the IPv4 client it maps).
+pub fn network(ip: IpAddr, prefixes: IpPrefixes) -> (IpAddr, u8) {
     match ip {
         IpAddr::V4(a) => {
             let len = prefixes.v4.min(32);

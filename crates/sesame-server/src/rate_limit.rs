@@ -24,7 +24,7 @@
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 /// One limit: `burst` requests, refilled one per `interval`.
@@ -90,11 +90,10 @@ enum Backend {
 
 #[derive(Default)]
 struct Memory {
-    /// Key → theoretical arrival time (ms since `epoch`).
+    /// Key → theoretical arrival time (ms since the limiter's epoch).
     tat: Mutex<HashMap<String, u64>>,
     /// Key → (failures, last failure ms).
     failures: Mutex<HashMap<String, (u32, u64)>>,
-    epoch: Option<Instant>,
 }
 
 /// The limiter of one server.
@@ -170,6 +169,57 @@ redis.call('SET', KEYS[1], string.format('%d', new), 'PX', new - now + 1000)
 return 0
 ";
 
+/// The scripts, hashed once (`Script::new` computes the SHA-1 that EVALSHA
+/// sends; not work for every request).
+static GCRA_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(GCRA_LUA));
+static DELAY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DELAY_LUA));
+
+/// What a progressive-delay call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DelayOp {
+    /// How long the key must still wait.
+    Check,
+    /// Count one more failure.
+    Fail,
+    /// Forget the failures (a success).
+    Clear,
+}
+
+impl DelayOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Check => "check",
+            Self::Fail => "fail",
+            Self::Clear => "clear",
+        }
+    }
+}
+
+/// Runs a limit script in Redis, bounded by `timeout`: the milliseconds to
+/// wait it answers (0: allowed). Limits protect the service; they must not
+/// take it down with Redis, so an error or timeout allows the request
+/// (fail open) and says so.
+async fn redis_wait(
+    conn: &ConnectionManager,
+    timeout: Duration,
+    inv: redis::ScriptInvocation<'_>,
+    what: &str,
+) -> Option<Duration> {
+    let mut conn = conn.clone();
+    match tokio::time::timeout(timeout, inv.invoke_async::<u64>(&mut conn)).await {
+        Ok(Ok(0)) => None,
+        Ok(Ok(wait)) => Some(Duration::from_millis(wait)),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "{what} failed; allowing the request");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("{what} timed out; allowing the request");
+            None
+        }
+    }
+}
+
 /// Progressive delay in Redis. ARGV[1] op (`check`, `fail`, `clear`),
 /// [2] delay_after, [3] delay_max ms, [4] idle ms. Returns ms to wait (0: none).
 const DELAY_LUA: &str = r"
@@ -199,10 +249,7 @@ impl RateLimiter {
         let epoch = Instant::now();
         Self {
             limits,
-            backend: Backend::Memory(std::sync::Arc::new(Memory {
-                epoch: Some(epoch),
-                ..Default::default()
-            })),
+            backend: Backend::Memory(std::sync::Arc::default()),
             epoch,
         }
     }
@@ -255,34 +302,22 @@ impl RateLimiter {
                 prefix,
                 timeout,
             } => {
-                let mut conn = conn.clone();
-                let script = redis::Script::new(GCRA_LUA);
-                let mut inv = script.key(format!("{prefix}rl:{key}"));
+                let mut inv = GCRA_SCRIPT.key(format!("{prefix}rl:{key}"));
                 inv.arg(
                     u64::try_from(limit.interval.as_millis())
                         .unwrap_or(u64::MAX)
                         .max(1),
                 )
                 .arg(limit.burst);
-                match tokio::time::timeout(*timeout, inv.invoke_async::<u64>(&mut conn)).await {
-                    Ok(Ok(0)) => Ok(()),
-                    Ok(Ok(wait)) => Err(RetryAfter(Duration::from_millis(wait))),
-                    // Limits protect the store; they must not take the service
-                    // down with Redis. Fail open, and say so.
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "rate limit check failed; allowing the request");
-                        Ok(())
-                    }
-                    Err(_) => {
-                        tracing::warn!("rate limit check timed out; allowing the request");
-                        Ok(())
-                    }
+                match redis_wait(conn, *timeout, inv, "rate limit check").await {
+                    Some(wait) => Err(RetryAfter(wait)),
+                    None => Ok(()),
                 }
             }
         }
     }
 
-    async fn delay_op(&self, key: &str, op: &'static str) -> Option<RetryAfter> {
+    async fn delay_op(&self, key: &str, op: DelayOp) -> Option<RetryAfter> {
         let (after, max) = (self.limits.delay_after, self.limits.delay_max);
         match &self.backend {
             Backend::Memory(m) => {
@@ -298,16 +333,16 @@ impl RateLimiter {
                     map.remove(key);
                 }
                 match op {
-                    "clear" => {
+                    DelayOp::Clear => {
                         map.remove(key);
                         None
                     }
-                    "fail" => {
+                    DelayOp::Fail => {
                         let e = map.entry(key.to_owned()).or_insert((0, now));
                         *e = (e.0.saturating_add(1), now);
                         None
                     }
-                    _ => {
+                    DelayOp::Check => {
                         let (n, last) = map.get(key).copied()?;
                         let until = delay_until(n, last, after, max)?;
                         (now < until).then(|| RetryAfter(Duration::from_millis(until - now)))
@@ -319,29 +354,21 @@ impl RateLimiter {
                 prefix,
                 timeout,
             } => {
-                let mut conn = conn.clone();
-                let script = redis::Script::new(DELAY_LUA);
-                let mut inv = script.key(format!("{prefix}rd:{key}"));
-                inv.arg(op)
+                let mut inv = DELAY_SCRIPT.key(format!("{prefix}rd:{key}"));
+                inv.arg(op.as_str())
                     .arg(after)
                     .arg(u64::try_from(max.as_millis()).unwrap_or(u64::MAX))
                     .arg(u64::try_from(DELAY_IDLE.as_millis()).unwrap_or(u64::MAX));
-                match tokio::time::timeout(*timeout, inv.invoke_async::<u64>(&mut conn)).await {
-                    Ok(Ok(0)) => None,
-                    Ok(Ok(wait)) => Some(RetryAfter(Duration::from_millis(wait))),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "login delay check failed; allowing the request");
-                        None
-                    }
-                    Err(_) => None,
-                }
+                redis_wait(conn, *timeout, inv, "login delay check")
+                    .await
+                    .map(RetryAfter)
             }
         }
     }
 
     /// Whether `account` from `ip`'s network must still wait after failures.
     pub async fn login_delay(&self, account: &str, ip: Option<IpAddr>) -> Result<(), RetryAfter> {
-        match self.delay_op(&delay_key(account, ip), "check").await {
+        match self.delay_op(&delay_key(account, ip), DelayOp::Check).await {
             Some(r) => Err(r),
             None => Ok(()),
         }
@@ -349,12 +376,12 @@ impl RateLimiter {
 
     /// Records a failed login of `account` from `ip`'s network.
     pub async fn login_failed(&self, account: &str, ip: Option<IpAddr>) {
-        self.delay_op(&delay_key(account, ip), "fail").await;
+        self.delay_op(&delay_key(account, ip), DelayOp::Fail).await;
     }
 
     /// A successful login clears the delay of `account` from `ip`'s network.
     pub async fn login_succeeded(&self, account: &str, ip: Option<IpAddr>) {
-        self.delay_op(&delay_key(account, ip), "clear").await;
+        self.delay_op(&delay_key(account, ip), DelayOp::Clear).await;
     }
 
     /// Drops in-memory state that carries no information any more (arrival
@@ -365,7 +392,6 @@ impl RateLimiter {
             return 0;
         };
         let now = self.now_ms();
-        let _ = m.epoch;
         let idle = u64::try_from(DELAY_IDLE.as_millis()).unwrap_or(u64::MAX);
         let mut left = 0;
         if let Ok(mut map) = m.tat.lock() {
@@ -381,18 +407,16 @@ impl RateLimiter {
 }
 
 /// The progressive-delay key: the account and the client's network.
+/// The network is the one `ip_ua` binding uses (/24 IPv4, /64 IPv6).
 fn delay_key(account: &str, ip: Option<IpAddr>) -> String {
-    let net = match ip {
-        Some(IpAddr::V4(a)) => {
-            let o = a.octets();
-            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
-        }
-        Some(IpAddr::V6(a)) => {
-            let s = a.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-        None => "-".to_owned(),
-    };
+    let net = ip.map_or_else(
+        || "-".to_owned(),
+        |ip| {
+            let (net, len) =
+                sesame_core::binding::network(ip, sesame_core::binding::IpPrefixes::default());
+            format!("{net}/{len}")
+        },
+    );
     format!("{account}|{net}")
 }
 

@@ -56,7 +56,7 @@ fn request_body_corpus() {
 
 /// Writes the seeds (run once with `--ignored`; the files are committed).
 #[test]
-#[ignore]
+#[ignore = "a generator, not a check: it writes seed files into fuzz/corpus; run by hand with --ignored"]
 fn write_seeds() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
     for (i, (target, data)) in fuzzing::seeds().into_iter().enumerate() {
