@@ -1,10 +1,10 @@
-//! The router: routes of §4 and the middleware around them — CSRF on every
-//! unsafe `/auth/` request, `Cache-Control: no-store`, cookie expiry when a
-//! session ends, body limit, problem+json for 404/405, request metrics by
-//! route template, request tracing with secrets redacted.
+//! The router: routes of §4, the web UI of §7, and the middleware around
+//! them — CSRF on every unsafe `/auth/` request, `Cache-Control: no-store`,
+//! cookie expiry when a session ends, body limit, problem+json for 404/405,
+//! request metrics by route template, request tracing with secrets redacted.
 
 use crate::http::extract::{AppState, MAX_BODY};
-use crate::http::{admin, feed, openapi, routes};
+use crate::http::{admin, feed, openapi, routes, ui};
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -60,9 +60,13 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             HeaderValue::from_static("no-store"),
         ));
 
+    // The web UI's pages and assets carry their own security headers (§7).
+    let pages = ui::router(&state.http.allowed_origins);
+
     let mut app = Router::new()
         .merge(auth)
         .merge(admin)
+        .merge(pages)
         .route("/.well-known/jwks.json", get(routes::jwks))
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))

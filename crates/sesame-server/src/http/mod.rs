@@ -1,6 +1,6 @@
 //! The HTTP API: router, middleware (CSRF, no-store, cookie expiry), the
-//! extractors that turn requests into engine calls, the handlers, and the
-//! OpenAPI document generated from them.
+//! extractors that turn requests into engine calls, the handlers, the
+//! OpenAPI document generated from them, and the web UI's pages.
 
 pub mod admin;
 pub mod api_keys;
@@ -10,3 +10,4 @@ pub mod extract;
 pub mod feed;
 pub mod openapi;
 pub mod routes;
+pub mod ui;
