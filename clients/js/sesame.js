@@ -265,6 +265,10 @@ export function createClient(options) {
   let offline = false;
   let backoff = BACKOFF_MIN_MS;
   let closed = false;
+  /** Bumped by every piece of cross-tab news (a token, a logout, a released lock). */
+  let news = 0;
+  /** Token messages this tab has posted after a rotation. */
+  let tokenPosts = 0;
   /** Waiters for another tab's news while this tab is queued on the lock. @type {Set<() => void>} */
   const waiters = new Set();
 
@@ -282,6 +286,7 @@ export function createClient(options) {
   }
 
   function wake() {
+    news++;
     for (const w of waiters) w();
     waiters.clear();
   }
@@ -446,14 +451,15 @@ export function createClient(options) {
       const body = await res.json();
       lastRotation.set(origin, clock.now());
       adopt(body.access_token, body.expires_in, body.user, body.session_id);
+      tokenPosts++;
       post({ type: 'token', access_token: body.access_token, expires_in: body.expires_in, user: body.user, session_id: body.session_id });
       return body.access_token;
     }
     const err = errorFor(res, problem);
-    // Tabs queued behind us on the lock go ahead and find out for themselves.
-    // A failure is deliberately not broadcast as a logout: a tab that merely
-    // had no cookie yet must not sign out a tab whose login is in flight.
-    post({ type: 'refresh-failed' });
+    // Tabs queued behind us on the lock go ahead and find out for themselves
+    // ('refresh-done', posted as the lock is released). A failure is
+    // deliberately not broadcast as a logout: a tab that merely had no
+    // cookie yet must not sign out a tab whose login is in flight.
     if (res.status === 401 || res.status === 400) {
       // Every 401 from /auth/refresh means this browser's refresh cookie is
       // spent, missing or revoked; 400 is a cookie we cannot use
@@ -509,12 +515,29 @@ export function createClient(options) {
   function refreshInternal(opts) {
     if (inflight) return inflight;
     const seen = tokenVersion;
+    const heard = news;
     inflight = withLock(async (contended) => {
+      const posted = tokenPosts;
+      try {
+        return await decide(contended);
+      } finally {
+        // Tabs queued behind this one wait for news; when there is none to
+        // share (no rotation was needed), say so rather than make them wait.
+        if (tokenPosts === posted) post({ type: 'refresh-done' });
+      }
+    }).finally(() => {
+      inflight = null;
+    });
+    return inflight;
+
+    /** @param {boolean} contended */
+    async function decide(contended) {
       if (tokenVersion !== seen && accessToken && accessToken !== opts.stale) return accessToken;
       if (contended) {
         // The holder posts its result before it releases the lock, but the
-        // message and the lock grant travel separately: wait for the message.
-        await waitForNews(CONTENDED_WAIT_MS);
+        // message and the lock grant travel separately: wait for the message
+        // unless it is already here.
+        if (news === heard) await waitForNews(CONTENDED_WAIT_MS);
         if (tokenVersion !== seen && accessToken && accessToken !== opts.stale) return accessToken;
         if (tokenVersion !== seen && !accessToken && lostReported) {
           throw new SessionLostError('Signed out in another tab', { reason: 'logout' });
@@ -525,10 +548,7 @@ export function createClient(options) {
         return accessToken;
       }
       return rotate(opts.quiet ?? false, opts.why ?? null);
-    }).finally(() => {
-      inflight = null;
-    });
-    return inflight;
+    }
   }
 
   /**
@@ -587,7 +607,7 @@ export function createClient(options) {
           lost(new SessionLostError('Signed out in another tab', { reason }));
           break;
         }
-        case 'refresh-failed':
+        case 'refresh-done':
           wake();
           break;
       }
