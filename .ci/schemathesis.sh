@@ -25,7 +25,13 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 "$ST" --version
+# One worker: with two, hypothesis (describing a filter lambda by parsing
+# schemathesis' sources with `ast`) failed with "AST constructor recursion
+# depth mismatch" under this image's Python 3.11.7 — a Runtime Error in the
+# generator for GET /auth/revocations that appeared and disappeared with
+# unrelated HTML routes, never with one worker (likely Python's AST
+# recursion counter shared between threads). One worker is as fast here.
 "$ST" run "http://127.0.0.1:$PORT/openapi.json" \
-  --checks all --max-examples 20 --seed 1 --workers 2 --request-timeout 5 \
+  --checks all --max-examples 20 --seed 1 --workers 1 --request-timeout 5 \
   --exclude-path /metrics \
   -H "Origin: http://127.0.0.1:$PORT" -H "Authorization: Bearer $KEY"
