@@ -188,9 +188,28 @@ describe('the web UI in Chromium', () => {
 
     const grace = await srv.counter('sesame_grace_answers_total');
     const reuse = await srv.counter('sesame_refresh_reuse_total');
-    // Forced race: both evaluate calls are sent before either answers.
+    // Forced race: a third tab of the same browser holds the refresh lock
+    // while both tabs call refresh(), so both calls are provably in flight
+    // at once (queued on the lock, as navigator.locks.query() shows) before
+    // either can reach the server. Then the holder lets go, as a tab that
+    // closed mid-refresh would.
+    const lock = `sesame-refresh-${new URL(srv.url).origin}`;
+    const holder = await open(first, `${srv.url}/ui/style.css`);
+    await holder.evaluate((name) => {
+      navigator.locks.request(name, () => new Promise((release) => Object.assign(window, { release })));
+    }, lock);
+    const queued = () =>
+      holder.evaluate(async (name) => {
+        const s = await navigator.locks.query();
+        return { held: (s.held ?? []).filter((l) => l.name === name).length, pending: (s.pending ?? []).filter((l) => l.name === name).length };
+      }, lock);
+    await until(async () => (await queued()).held === 1, WAIT, 'the holder to take the lock');
     const call = () => /** @type {any} */ (window).sesameUi.client.refresh();
-    const [a, b] = await Promise.all([page1.evaluate(call), page1b.evaluate(call)]);
+    const racing = Promise.all([page1.evaluate(call), page1b.evaluate(call)]);
+    await until(async () => (await queued()).pending === 2, WAIT, 'both refreshes queued on the lock');
+    await holder.evaluate(() => /** @type {any} */ (window).release());
+    const [a, b] = await racing;
+    await holder.close();
     assert.ok(typeof a === 'string' && a.length > 20);
     assert.equal(a, b, 'the second tab took the first tab\'s new token (Web Locks + BroadcastChannel)');
     assert.equal(await srv.counter('sesame_refreshes_total', 'result="rotated"'), rotated + 1, 'exactly one rotation');

@@ -33,6 +33,9 @@ const RETRY_MAX_MS = 15000;
 const client = createClient({
   baseUrl: location.origin,
   onSessionLost: ({ reason }) => toLogin(reason),
+  // Also for the background refresh, which no page step awaits.
+  onMaintenance: () => showMaintenance(),
+  onOffline: () => showOffline(),
   onOnline: () => hideBanner(),
   onLogin: () => {
     // Another tab signed in: this one holds that session now.
@@ -150,6 +153,7 @@ async function guarded(fn, errorEl, submit = null) {
 
 function recovered() {
   clearTimeout(retryTimer);
+  retryTimer = 0;
   retryDelay = 1000;
   hideBanner();
   const view = $('maintenance-view');
@@ -161,9 +165,13 @@ function recovered() {
   }
 }
 
+/**
+ * One pending retry at a time: the client's hook and the failed step both
+ * report the same failure, and that must not double the back-off.
+ * @param {HTMLElement | null} statusEl
+ */
 function scheduleRetry(statusEl) {
-  clearTimeout(retryTimer);
-  if (!reloadView) return;
+  if (!reloadView || retryTimer) return;
   const delay = retryDelay;
   retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
   if (statusEl) statusEl.textContent = `Trying again in ${Math.round(delay / 1000)} s.`;
@@ -172,6 +180,7 @@ function scheduleRetry(statusEl) {
 
 async function retryNow() {
   clearTimeout(retryTimer);
+  retryTimer = 0;
   if (reloadView) await reloadView();
 }
 
