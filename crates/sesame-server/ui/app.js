@@ -278,7 +278,8 @@ function initLogin() {
   const reason = params.get('reason');
   const notice = $('login-notice');
   if (reason) {
-    notice.textContent = LOGIN_NOTICES[reason] ?? 'Please sign in to continue.';
+    // `reason` comes from the URL: only our own words are ever shown.
+    notice.textContent = Object.hasOwn(LOGIN_NOTICES, reason) ? LOGIN_NOTICES[reason] : 'Please sign in to continue.';
     notice.hidden = false;
   }
   const next = safeNext(params.get('next'));
@@ -434,7 +435,7 @@ function initDashboard() {
       el('td', {}, [s.device]),
       el('td', {}, [s.ip ?? '—']),
       el('td', {}, [time(s.revoked_at ?? s.expires_at)]),
-      el('td', {}, [REASONS[reason] ?? 'Ended']),
+      el('td', {}, [Object.hasOwn(REASONS, reason) ? REASONS[reason] : 'Ended']),
     ]);
   }
 
