@@ -729,6 +729,14 @@ impl Config {
         })
     }
 
+    /// The name authenticator apps show: "Sesame (host)".
+    pub fn totp_issuer(&self) -> String {
+        match self.public_url.host_str() {
+            Some(h) => format!("Sesame ({h})"),
+            None => "Sesame".into(),
+        }
+    }
+
     /// The engine's settings.
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
@@ -749,6 +757,11 @@ impl Config {
                 keys: self.binding_keys.clone(),
                 prefixes: self.binding_prefixes,
             },
+            email_verification_ttl: 86_400,
+            password_reset_ttl: 1_800,
+            max_auth_age: 300,
+            mfa_challenge_ttl: 300,
+            totp_issuer: self.totp_issuer(),
         }
     }
 }

@@ -404,6 +404,7 @@ async fn open_engine_with(
         master_key: Zeroizing::new(*config.secrets.master_key),
         generate_missing_keys: !config.is_production(),
         on_revoked,
+        on_notice: None,
     };
     let engine = Engine::start(parts, config.engine_config()).await.map_err(|e| match e {
         sesame_core::engine::StartError::Keys(sesame_core::keys::KeyError::NoActiveKey) => anyhow::anyhow!(
