@@ -96,6 +96,12 @@ pub enum Error {
     /// 409 `session_limit_reached`.
     #[error("session limit reached")]
     SessionLimitReached,
+    /// 429 `rate_limited`: a host-side limit refused the attempt.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
     /// 503 `overloaded`.
     #[error("overloaded")]
     Overloaded,

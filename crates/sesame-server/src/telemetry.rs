@@ -213,6 +213,7 @@ pub fn http_request(
 pub fn login(result: &Result<Grant, Error>) {
     let label = match result {
         Ok(_) => "ok",
+        Err(Error::MfaRequired { .. }) => "mfa_required",
         Err(Error::Overloaded | Error::StorageUnavailable(_) | Error::Internal(_)) => return,
         Err(_) => "failed",
     };

@@ -262,12 +262,21 @@ impl Engine {
     /// `POST /auth/login/mfa`: completes a login with a TOTP or recovery
     /// code. A wrong code costs one of the challenge's
     /// [`MFA_CHALLENGE_ATTEMPTS`]; the session carries `aal2`.
-    pub async fn login_mfa(
+    ///
+    /// `gate` runs once the challenge's user is known and before the code
+    /// is checked — the host's per-account attempt limit. When it refuses,
+    /// the challenge goes back unchanged and its error is returned.
+    pub async fn login_mfa<F, Fut>(
         &self,
         challenge: &str,
         code: &str,
         ctx: &super::LoginContext,
-    ) -> Result<super::Grant, Error> {
+        gate: F,
+    ) -> Result<super::Grant, Error>
+    where
+        F: FnOnce(UserId) -> Fut,
+        Fut: std::future::Future<Output = Result<(), Error>>,
+    {
         let hash = token_hash(challenge, CHALLENGE.1).ok_or(Error::MfaChallengeInvalid)?;
         // Taking the challenge serialises guesses: a parallel guess finds
         // nothing and fails, so attempts cannot be spent concurrently.
@@ -283,6 +292,10 @@ impl Engine {
             .ok_or(Error::MfaChallengeInvalid)?;
         if user.disabled {
             return Err(Error::AccountDisabled);
+        }
+        if let Err(e) = gate(user.id).await {
+            self.accounts.put_one_time(t).await?;
+            return Err(e);
         }
         let ip = ctx.device.ip.as_deref();
         let Some(used) = self.check_factor(user.id, code).await? else {

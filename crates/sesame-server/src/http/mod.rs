@@ -2,6 +2,7 @@
 //! extractors that turn requests into engine calls, the handlers, and the
 //! OpenAPI document generated from them.
 
+pub mod account;
 pub mod admin;
 pub mod api_keys;
 pub mod client_ip;
