@@ -1,10 +1,10 @@
 //! Wiring: open the stores (SQLite, PostgreSQL or MariaDB for accounts, and
 //! sessions there or in Redis), start the engine, build the router, run the
-//! background tasks (liveness sync ≤ 1 s, key-ring reload, metrics upkeep)
-//! and serve with graceful shutdown — the API on the given listener and
-//! `/metrics` on a second one bound to `metrics_bind`. Tests call [`start`]
-//! with a listener on 127.0.0.1:0 and a manual clock; `sesame serve` calls
-//! [`serve`].
+//! background tasks (liveness sync ≤ 1 s, key-ring reload, metrics upkeep,
+//! the mail worker) and serve with graceful shutdown — the API on the given
+//! listener and `/metrics` on a second one bound to `metrics_bind`. Tests
+//! call [`start`] with a listener on 127.0.0.1:0 and a manual clock;
+//! `sesame serve` calls [`serve`].
 
 use crate::app;
 use crate::config::{Config, DatabaseKind, SessionStoreUrl};
@@ -13,6 +13,7 @@ pub use crate::http::api_keys::new_api_key;
 use crate::http::cookies::CookiePolicy;
 use crate::http::extract::{AppState, HttpSettings};
 use crate::http::feed::FeedHub;
+use crate::mail::{MailSettings, MailWorker, Mailer};
 use crate::rate_limit::RateLimiter;
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -424,6 +425,9 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The engine (for CLI-like operations in tests).
     pub engine: Arc<Engine>,
+    /// The mailer the routes use.
+    pub mailer: Mailer,
+    mail_worker: Option<MailWorker>,
     feed: Arc<FeedHub>,
     stores: Stores,
     shutdown: Option<oneshot::Sender<()>>,
@@ -478,10 +482,19 @@ impl Running {
         for t in &self.background {
             t.abort();
         }
+        self.stop_mail().await;
         self.stores.close().await;
         res.context("server task panicked")?
             .context("server error")?;
         metrics
+    }
+
+    /// Gives queued mails a bounded time to go out (no request can queue
+    /// more: the API has stopped).
+    async fn stop_mail(&mut self) {
+        if let Some(w) = self.mail_worker.take() {
+            w.shutdown(crate::mail::SHUTDOWN_DRAIN).await;
+        }
     }
 
     /// Waits until the server stops (ctrl-c handling is the caller's).
@@ -491,6 +504,7 @@ impl Running {
         if let Some(m) = self.metrics.take() {
             let _ = m.stop().await;
         }
+        self.stop_mail().await;
         self.stores.close().await;
         res.context("server task panicked")?.context("server error")
     }
@@ -506,6 +520,7 @@ impl Running {
                 if let Some(m) = self.metrics.take() {
                     let _ = m.stop().await;
                 }
+                self.stop_mail().await;
                 self.stores.close().await;
                 return res.context("server task panicked")?.context("server error");
             }
@@ -620,6 +635,7 @@ async fn start_with_stores(
     let feed = Arc::new(FeedHub::new(Duration::from_secs(
         config.revocation_feed_heartbeat.unsigned_abs(),
     )));
+    let (mailer, mail_worker) = Mailer::start(MailSettings::from_config(&config));
     let state = AppState {
         engine: engine.clone(),
         http: Arc::new(HttpSettings {
@@ -640,6 +656,7 @@ async fn start_with_stores(
         }),
         feed: feed.clone(),
         limiter: limiter.clone(),
+        mailer: mailer.clone(),
     };
     let router = app::router(state, config.request_timeout_duration());
 
@@ -764,6 +781,8 @@ async fn start_with_stores(
         addr,
         metrics_addr,
         engine,
+        mailer,
+        mail_worker: Some(mail_worker),
         feed,
         stores,
         shutdown: Some(tx),
