@@ -40,6 +40,7 @@ async fn the_mailer_delivers_to_a_real_smtp_server() {
     let srv = TestServer::with(move |raw| {
         raw.smtp_url = Some(url.clone().into());
         raw.mail_from = Some("Sesame <noreply@auth.test>".into());
+        raw.metrics_bind = Some("127.0.0.1:0".into());
     })
     .await;
     let mailer = srv.mailer();
@@ -93,6 +94,26 @@ async fn the_mailer_delivers_to_a_real_smtp_server() {
     let stats = mailer.stats();
     assert_eq!((stats.attempts, stats.failed, stats.dropped), (2, 0, 0));
     assert_eq!(mailer.pending(), 0);
+
+    // The same events as Prometheus metrics (the recorder is per process,
+    // so only lower bounds hold).
+    let metrics = reqwest::get(srv.metrics_url().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+    };
+    assert!(value("sesame_mail_sent_total{kind=\"password_reset\"}") >= 1.0);
+    assert!(value("sesame_mail_sent_total{kind=\"verify_email\"}") >= 1.0);
+    assert!(value("sesame_mail_failed_total{kind=\"verify_email\"}") >= 0.0);
+    assert!(value("sesame_mail_dropped_total") >= 0.0);
+    assert!(value("sesame_mail_queue_depth") >= 0.0);
     srv.stop().await;
 }
 
