@@ -4,7 +4,7 @@
 //! route template, request tracing with secrets redacted.
 
 use crate::http::extract::{AppState, MAX_BODY};
-use crate::http::{account, admin, feed, openapi, routes};
+use crate::http::{account, admin, dev, feed, openapi, routes};
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -80,7 +80,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::openapi_json))
-        .fallback(|| async { ApiError::not_found() })
+        // 404 for unknown paths, and the development outbox (see http::dev).
+        .fallback(dev::fallback)
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(SetResponseHeaderLayer::overriding(

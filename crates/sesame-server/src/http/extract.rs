@@ -55,6 +55,8 @@ pub struct AppState {
     pub feed: Arc<super::feed::FeedHub>,
     /// Rate limits; `None` when `rate_limits = false`.
     pub limiter: Option<crate::rate_limit::RateLimiter>,
+    /// Queues mail; never waits for the mail server.
+    pub mailer: crate::mail::Mailer,
 }
 
 /// A JSON body: `application/json` (else 415), ≤ 16 KiB (else 413),

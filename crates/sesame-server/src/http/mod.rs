@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod client_ip;
 pub mod cookies;
+pub mod dev;
 pub mod extract;
 pub mod feed;
 pub mod openapi;
