@@ -44,6 +44,19 @@ impl Secret {
         Self(Zeroizing::new(b))
     }
 
+    /// A secret as an app shows it (base32, padding and case ignored).
+    pub fn from_base32(s: &str) -> Option<Self> {
+        let norm: String = s
+            .chars()
+            .filter(|c| *c != '=' && !c.is_whitespace())
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        data_encoding::BASE32_NOPAD
+            .decode(norm.as_bytes())
+            .ok()
+            .map(Self::from_bytes)
+    }
+
     /// The raw bytes (to seal for storage).
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

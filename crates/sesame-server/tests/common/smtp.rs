@@ -212,6 +212,37 @@ impl SmtpSink {
             .collect()
     }
 
+    /// The first message to `to` whose subject contains `needle`, waiting
+    /// up to `timeout`; panics with what did arrive when none does.
+    pub async fn wait_for_subject(&self, to: &str, needle: &str, timeout: Duration) -> ParsedMail {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.mails().into_iter().find(|m| {
+                m.subject.contains(needle)
+                    && m.envelope_to.iter().any(|r| r.eq_ignore_ascii_case(to))
+            }) {
+                return m;
+            }
+            if Instant::now() >= deadline {
+                let got: Vec<_> = self
+                    .mails()
+                    .iter()
+                    .map(|m| (m.envelope_to.clone(), m.subject.clone()))
+                    .collect();
+                panic!("no mail to {to} about {needle:?} within {timeout:?}; received: {got:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many messages went to `to`.
+    pub fn count_to(&self, to: &str) -> usize {
+        self.mails()
+            .iter()
+            .filter(|m| m.envelope_to.iter().any(|r| r.eq_ignore_ascii_case(to)))
+            .count()
+    }
+
     /// The first message to `to` (an envelope recipient), waiting up to
     /// `timeout`; panics with what did arrive when none does.
     pub async fn wait_for_mail(&self, to: &str, timeout: Duration) -> ParsedMail {
