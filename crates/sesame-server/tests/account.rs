@@ -777,3 +777,49 @@ async fn development_outbox_holds_the_flow_mails() {
         204
     );
 }
+
+/// `sesame user mfa-reset` (an operator, for a lost phone) on the server's
+/// own database: the factor goes, the event is audited, login needs only
+/// the password again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_mfa_reset_removes_the_factor() {
+    let srv = TestServer::start().await;
+    let mut d = srv.device();
+    assert_eq!(d.register("lost@example.com").await.status, 201);
+    enrol(&srv, &d).await;
+    assert_eq!(
+        srv.device()
+            .login("lost@example.com", PASSWORD)
+            .await
+            .code(),
+        "mfa_required"
+    );
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sesame"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(
+                "SESAME_DATABASE_URL",
+                format!("sqlite://{}", srv.db.display()),
+            )
+            .env("SESAME_MASTER_KEY", MASTER_KEY)
+            .env("SESAME_REFRESH_KEY", REFRESH_KEY)
+            .env("SESAME_METRICS_BIND", "none")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["user", "mfa-reset", "lost@example.com"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = cli(&["user", "mfa-reset", "lost@example.com"]);
+    assert!(!again.status.success(), "nothing left to reset");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no second factor"));
+    let l = srv.device().login("lost@example.com", PASSWORD).await;
+    assert_eq!(l.status, 200, "{}", l.text);
+    let audit = cli(&["audit", "--event", "mfa_reset"]);
+    assert_eq!(String::from_utf8_lossy(&audit.stdout).lines().count(), 1);
+}
