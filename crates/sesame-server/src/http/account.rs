@@ -246,6 +246,7 @@ pub(crate) async fn resend_verification(
             "required unless an access token is presented",
         ));
     };
+    check_email(&email)?;
     limit(
         &state,
         "verify_resend",
@@ -261,6 +262,12 @@ pub(crate) async fn resend_verification(
         }
     });
     Ok(accepted("verification_sent"))
+}
+
+fn check_email(email: &str) -> Result<(), ApiError> {
+    sesame_core::ids::Email::parse(email)
+        .map(|_| ())
+        .map_err(|e| ApiError::invalid("email", e.to_string()))
 }
 
 fn accepted(status: &'static str) -> Response {
@@ -299,6 +306,8 @@ pub(crate) async fn forgot_password(
         &ip_key(client.ip()),
     )
     .await?;
+    // The shape of an address says nothing about accounts: check it here.
+    check_email(&b.email)?;
     limit(
         &state,
         "forgot",
