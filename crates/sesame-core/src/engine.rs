@@ -25,6 +25,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+mod account;
+use crate::notice::{Notice, NoticeHook};
+pub use account::{MFA_CHALLENGE_ATTEMPTS, TotpEnrolment};
+
 /// The engine's settings (the server fills them from its configuration).
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -54,6 +58,16 @@ pub struct EngineConfig {
     pub log_pii: bool,
     /// Token binding (§1); off by default.
     pub binding: BindingConfig,
+    /// Lifetime of an email-verification link, seconds.
+    pub email_verification_ttl: i64,
+    /// Lifetime of a password-reset link, seconds.
+    pub password_reset_ttl: i64,
+    /// How recent a credential check must be for sensitive changes, seconds.
+    pub max_auth_age: i64,
+    /// Lifetime of an MFA login challenge, seconds.
+    pub mfa_challenge_ttl: i64,
+    /// The issuer name authenticator apps show next to the account.
+    pub totp_issuer: String,
 }
 
 impl EngineConfig {
@@ -75,6 +89,11 @@ impl EngineConfig {
             revoked_session_visibility: 7 * 86_400,
             log_pii: false,
             binding: BindingConfig::default(),
+            email_verification_ttl: 86_400,
+            password_reset_ttl: 1_800,
+            max_auth_age: 300,
+            mfa_challenge_ttl: 300,
+            totp_issuer: "Sesame".into(),
         }
     }
 }
@@ -176,6 +195,7 @@ pub struct Engine {
     revoked: RevokedSet,
     dummy_hash: String,
     on_revoked: Option<RevocationHook>,
+    on_notice: Option<NoticeHook>,
     /// When an unknown `kid` last triggered a reload (at most one per
     /// [`UNKNOWN_KID_RELOAD_EVERY`], so garbage kids cannot hammer the store).
     last_kid_reload: std::sync::Mutex<Option<std::time::Instant>>,
@@ -212,6 +232,8 @@ pub struct EngineParts {
     /// Called whenever this engine revokes a session (the server wakes its
     /// revocation feed with it).
     pub on_revoked: Option<RevocationHook>,
+    /// Receives security notices (mails); `None`: none are sent.
+    pub on_notice: Option<NoticeHook>,
 }
 
 /// A callback run after each revocation this engine makes.
@@ -270,6 +292,7 @@ impl Engine {
             dummy_hash,
             last_kid_reload: std::sync::Mutex::new(None),
             on_revoked: parts.on_revoked,
+            on_notice: parts.on_notice,
         })
     }
 
@@ -435,6 +458,9 @@ impl Engine {
                 )
                 .await;
                 return if self.cfg.require_verified_email {
+                    // The answer is the same as for a new address; the
+                    // owner learns of the attempt by mail.
+                    self.notify(Notice::AccountExists { to: email });
                     Ok(Registered::VerificationSent)
                 } else {
                     Err(Error::EmailTaken)
@@ -450,6 +476,7 @@ impl Engine {
             json!({}),
         )
         .await;
+        self.send_verification(user.id, &email).await?;
         if self.cfg.require_verified_email {
             return Ok(Registered::VerificationSent);
         }
@@ -541,6 +568,9 @@ impl Engine {
         {
             self.accounts.set_password_hash(user.id, &h).await?;
         }
+        if user.mfa_enabled {
+            return Err(self.mfa_challenge(&user, ctx.transport).await);
+        }
         let now = self.clock.now();
         let grant = self
             .open_session(&user, now, Aal::Aal1, Default::default(), ctx)
@@ -553,6 +583,7 @@ impl Engine {
             json!({}),
         )
         .await;
+        self.notice_new_device(&user, &grant.session).await;
         Ok(grant)
     }
 
@@ -786,6 +817,9 @@ impl Engine {
                     json!({ "class": class.as_str(), "revoked": revoked.len() }),
                 )
                 .await;
+                if !revoked.is_empty() {
+                    self.notice_reuse(&session).await;
+                }
                 return Err(Error::RefreshTokenReused(class));
             }
         };
@@ -1011,6 +1045,12 @@ impl Engine {
             ip,
         )
         .await?;
+        if let Some(to) = cred.user.email().cloned() {
+            self.notify(Notice::PasswordChanged {
+                user: claims.user_id(),
+                to,
+            });
+        }
         Ok(())
     }
 

@@ -59,12 +59,49 @@ pub enum Error {
     /// 401 `handoff_code_invalid`: unknown, used or expired handoff code.
     #[error("invalid handoff code")]
     HandoffInvalid,
+    /// 401 `mfa_required`: the password was right and a second factor is
+    /// needed; no tokens yet. The challenge is a one-time token for
+    /// `POST /auth/login/mfa`.
+    #[error("second factor required")]
+    MfaRequired {
+        /// The challenge (`smc_…`).
+        challenge: String,
+        /// Accepted methods.
+        methods: Vec<&'static str>,
+    },
+    /// 401 `invalid_mfa_code`: wrong, reused or expired code.
+    #[error("invalid second-factor code")]
+    InvalidMfaCode,
+    /// 401 `mfa_challenge_invalid`: unknown, used up or expired challenge
+    /// (log in again).
+    #[error("invalid or expired MFA challenge")]
+    MfaChallengeInvalid,
+    /// 403 `reauthentication_required`: the session's last credential check
+    /// is older than `max_auth_age`.
+    #[error("re-authentication required")]
+    ReauthenticationRequired,
+    /// 400 `link_invalid`: unknown, used or expired verification or reset
+    /// token.
+    #[error("invalid or expired link")]
+    LinkInvalid,
+    /// 409 `mfa_already_enabled`.
+    #[error("a second factor is already enabled")]
+    MfaAlreadyEnabled,
+    /// 409 `mfa_not_pending`: confirm without an enrolment in progress.
+    #[error("no second-factor enrolment in progress")]
+    MfaNotPending,
     /// 409 `email_taken`.
     #[error("email already registered")]
     EmailTaken,
     /// 409 `session_limit_reached`.
     #[error("session limit reached")]
     SessionLimitReached,
+    /// 429 `rate_limited`: a host-side limit refused the attempt.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+    },
     /// 503 `overloaded`.
     #[error("overloaded")]
     Overloaded,

@@ -21,12 +21,15 @@ pub mod error;
 pub mod ids;
 pub mod keys;
 pub mod liveness;
+pub mod notice;
 #[cfg(feature = "engine")]
 pub mod password;
 pub mod refresh;
 pub mod rotation;
 pub mod session;
 pub mod store;
+#[cfg(feature = "engine")]
+pub mod totp;
 
 pub use access::{Aal, AccessClaims, VerifiedClaims, Verifier};
 pub use clock::{Clock, ManualClock, SystemClock, UnixTime};

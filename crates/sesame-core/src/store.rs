@@ -95,6 +95,8 @@ pub struct User {
     pub email_verified: bool,
     /// Disabled accounts cannot log in and have no sessions.
     pub disabled: bool,
+    /// Whether a confirmed second factor (TOTP) guards login.
+    pub mfa_enabled: bool,
     /// Creation time.
     pub created_at: UnixTime,
 }
@@ -139,6 +141,23 @@ impl fmt::Debug for OneTimeToken {
             .field("kind", &self.kind)
             .field("user_id", &self.user_id)
             .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user's TOTP factor as stored.
+#[derive(Clone, PartialEq)]
+pub struct TotpFactor {
+    /// The shared secret sealed with the master key (AAD: `totp:` + user id).
+    pub sealed_secret: Vec<u8>,
+    /// Confirmed with a code; only a confirmed factor guards login.
+    pub confirmed: bool,
+}
+
+impl fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("confirmed", &self.confirmed)
             .finish_non_exhaustive()
     }
 }
@@ -396,6 +415,44 @@ pub trait AccountStore: Send + Sync + fmt::Debug {
     /// `audit_before` (store time); returns the counts (`sessions` and
     /// `revocations` are the session store's).
     async fn purge_accounts(&self, audit_before: UnixTime) -> Result<Purged, StoreError>;
+    /// Changes a local account's email and whether it counts as verified.
+    /// A taken address (case-insensitive) is [`StoreError::Conflict`];
+    /// `false` if there is no such local account.
+    async fn set_email(
+        &self,
+        id: UserId,
+        email: &Email,
+        verified: bool,
+    ) -> Result<bool, StoreError>;
+    /// Marks the email verified if the account's address is still `email`
+    /// (a link mailed to an old address proves nothing about a new one);
+    /// `false` otherwise.
+    async fn mark_email_verified(&self, id: UserId, email: &Email) -> Result<bool, StoreError>;
+    /// The user's TOTP factor, confirmed or pending.
+    async fn totp_factor(&self, id: UserId) -> Result<Option<TotpFactor>, StoreError>;
+    /// Stores a pending (unconfirmed) factor, replacing an earlier pending
+    /// one; `false` (nothing changed) if a confirmed factor exists or there
+    /// is no such user.
+    async fn put_pending_totp(&self, id: UserId, sealed_secret: &[u8]) -> Result<bool, StoreError>;
+    /// Confirms the pending factor, records `step` as its last used step
+    /// and replaces the recovery codes with `recovery` (SHA-256 each), in
+    /// one transaction; `false` if no factor is pending.
+    async fn confirm_totp(
+        &self,
+        id: UserId,
+        step: i64,
+        recovery: &[[u8; 32]],
+    ) -> Result<bool, StoreError>;
+    /// Removes the factor and every recovery code; `false` if there was none.
+    async fn remove_totp(&self, id: UserId) -> Result<bool, StoreError>;
+    /// Records `step` as used if it is newer than the last used step, in
+    /// one conditional write: each code works once, and never after a newer
+    /// one. `false` when refused.
+    async fn use_totp_step(&self, id: UserId, step: i64) -> Result<bool, StoreError>;
+    /// Consumes one recovery code (by its SHA-256); `false` if unknown or used.
+    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32]) -> Result<bool, StoreError>;
+    /// How many unused recovery codes the user has.
+    async fn recovery_codes_left(&self, id: UserId) -> Result<u32, StoreError>;
 }
 
 /// Sessions, rotation and revocation.
@@ -456,4 +513,8 @@ pub trait SessionStore: Send + Sync + fmt::Debug {
     async fn purge_sessions(&self, ended_before: UnixTime) -> Result<Purged, StoreError>;
     /// How many sessions are live now (not revoked, not expired): a gauge.
     async fn count_live(&self) -> Result<u64, StoreError>;
+    /// Records a fresh credential check on a live session (re-authentication,
+    /// DESIGN §3): `auth_time` becomes the store's now and `aal` the level
+    /// proven. Returns the session as it now is, `None` if it is not live.
+    async fn reauthenticate(&self, id: SessionId, aal: Aal) -> Result<Option<Session>, StoreError>;
 }

@@ -4,7 +4,7 @@
 //! request metrics by route template, request tracing with secrets redacted.
 
 use crate::http::extract::{AppState, MAX_BODY};
-use crate::http::{admin, feed, openapi, routes, ui};
+use crate::http::{account, admin, dev, feed, openapi, routes, ui};
 use crate::problem::ApiError;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -28,6 +28,19 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/auth/sessions", get(routes::sessions))
         .route("/auth/sessions/{id}", delete(routes::revoke_session))
         .route("/auth/password", post(routes::change_password))
+        .route("/auth/login/mfa", post(account::login_mfa))
+        .route("/auth/verify", post(account::verify))
+        .route("/auth/verify/resend", post(account::resend_verification))
+        .route("/auth/password/forgot", post(account::forgot_password))
+        .route("/auth/password/reset", post(account::reset_password))
+        .route("/auth/reauthenticate", post(account::reauthenticate))
+        .route("/auth/email", post(account::change_email))
+        .route(
+            "/auth/mfa/totp",
+            post(account::begin_totp).delete(account::remove_totp),
+        )
+        .route("/auth/mfa/totp/confirm", post(account::confirm_totp))
+        .route("/auth/account", delete(account::delete_account))
         .route("/auth/session/exchange", post(admin::exchange))
         .route("/auth/revocations", get(feed::revocations))
         .layer(middleware::from_fn_with_state(
@@ -71,7 +84,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/openapi.json", get(openapi::openapi_json))
-        .fallback(|| async { ApiError::not_found() })
+        // 404 for unknown paths, and the development outbox (see http::dev).
+        .fallback(dev::fallback)
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(SetResponseHeaderLayer::overriding(

@@ -115,10 +115,29 @@ pub const KEYS: &[&str] = &[
     "rate_limit_register_ip",
     "rate_limit_refresh_ip",
     "rate_limit_refresh_session",
+    "rate_limit_forgot_ip",
+    "rate_limit_forgot_account",
+    "rate_limit_verify_ip",
+    "rate_limit_mfa_account",
     "login_delay_after",
     "login_delay_max",
     "audit_retention",
     "purge_interval",
+    // Mail and the account lifecycle.
+    "smtp_url",
+    "smtp_url_file",
+    "mail_from",
+    "smtp_timeout",
+    "mail_queue_size",
+    "mail_max_attempts",
+    "email_verification_ttl",
+    "password_reset_ttl",
+    "max_auth_age",
+    "mfa_challenge_ttl",
+    "notify_password_changed",
+    "notify_mfa_changed",
+    "notify_new_device",
+    "notify_reuse_detected",
 ];
 
 /// Keys whose value is a list: a TOML array, or comma-separated in the
@@ -141,6 +160,7 @@ const SECRET_KEYS: &[&str] = &[
     "binding_key",
     "database_url",
     "session_store_url",
+    "smtp_url",
 ];
 
 /// The environment variable naming the TOML file.
@@ -276,10 +296,29 @@ pub struct RawConfig {
     pub rate_limit_register_ip: Option<String>,
     pub rate_limit_refresh_ip: Option<String>,
     pub rate_limit_refresh_session: Option<String>,
+    pub rate_limit_forgot_ip: Option<String>,
+    pub rate_limit_forgot_account: Option<String>,
+    pub rate_limit_verify_ip: Option<String>,
+    pub rate_limit_mfa_account: Option<String>,
     pub login_delay_after: Option<i64>,
     pub login_delay_max: Option<String>,
     pub audit_retention: Option<String>,
     pub purge_interval: Option<String>,
+    // Mail and the account lifecycle.
+    pub smtp_url: Option<SecretString>,
+    pub smtp_url_file: Option<String>,
+    pub mail_from: Option<String>,
+    pub smtp_timeout: Option<String>,
+    pub mail_queue_size: Option<i64>,
+    pub mail_max_attempts: Option<i64>,
+    pub email_verification_ttl: Option<String>,
+    pub password_reset_ttl: Option<String>,
+    pub max_auth_age: Option<String>,
+    pub mfa_challenge_ttl: Option<String>,
+    pub notify_password_changed: Option<bool>,
+    pub notify_mfa_changed: Option<bool>,
+    pub notify_new_device: Option<bool>,
+    pub notify_reuse_detected: Option<bool>,
 }
 
 /// Layers the TOML file and the environment into a [`RawConfig`].
@@ -549,6 +588,55 @@ impl fmt::Debug for SessionStoreUrl {
     }
 }
 
+/// How a connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtp://`: plain text (a local relay).
+    Plain,
+    /// `smtp://…?tls=required`: STARTTLS, refused if the server lacks it.
+    StartTls,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+}
+
+/// `smtp_url`: where mail is submitted. `Debug` masks the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmtpUrl {
+    /// The URL as lettre takes it (credentials and `tls=` included).
+    pub url: String,
+    /// The host, for messages.
+    pub host: String,
+    /// Plain, STARTTLS or implicit TLS.
+    pub security: SmtpSecurity,
+}
+
+impl SmtpUrl {
+    /// The URL with any password replaced by `***`, for display.
+    pub fn masked(&self) -> String {
+        mask_url(&self.url)
+    }
+
+    /// Whether mail and credentials would cross a network in clear text: a
+    /// plain `smtp://` URL to a host other than the loopback.
+    pub fn is_plain_remote(&self) -> bool {
+        if self.security != SmtpSecurity::Plain {
+            return false;
+        }
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        !(host.eq_ignore_ascii_case("localhost")
+            || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+    }
+}
+
+impl fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpUrl")
+            .field("url", &self.masked())
+            .field("security", &self.security)
+            .finish()
+    }
+}
+
 /// A URL with its password, and query parameters that carry one, replaced
 /// by `***`.
 fn mask_url(text: &str) -> String {
@@ -677,6 +765,31 @@ pub struct Config {
     pub audit_retention: i64,
     /// Seconds between retention purges; 0 = never (run `sesame purge`).
     pub purge_interval: i64,
+    // Mail and the account lifecycle.
+    /// Where mail goes; `None`: the log and the dev outbox in development
+    /// mode, nowhere (mail disabled) in production.
+    pub smtp_url: Option<SmtpUrl>,
+    /// The `From` of every mail.
+    pub mail_from: lettre::message::Mailbox,
+    /// Seconds one delivery attempt (connect, TLS, SMTP dialogue) may take.
+    pub smtp_timeout: i64,
+    /// Mails waiting for delivery (or for a retry) at most; more are dropped.
+    pub mail_queue_size: usize,
+    /// Delivery attempts per mail, the first included.
+    pub mail_max_attempts: u32,
+    /// Seconds an email-verification link stays valid.
+    pub email_verification_ttl: i64,
+    /// Seconds a password-reset link stays valid.
+    pub password_reset_ttl: i64,
+    /// Seconds after a password or factor check during which sensitive
+    /// changes need no new check.
+    pub max_auth_age: i64,
+    /// Seconds a login may wait for its second factor.
+    pub mfa_challenge_ttl: i64,
+    pub notify_password_changed: bool,
+    pub notify_mfa_changed: bool,
+    pub notify_new_device: bool,
+    pub notify_reuse_detected: bool,
 }
 
 impl Config {
@@ -710,6 +823,11 @@ impl Config {
         Duration::from_secs(self.key_reload_interval.unsigned_abs())
     }
 
+    /// `smtp_timeout` as a [`Duration`].
+    pub fn smtp_timeout_duration(&self) -> Duration {
+        Duration::from_secs(self.smtp_timeout.unsigned_abs())
+    }
+
     /// The rotation knobs for the engine.
     pub fn rotation_policy(&self) -> RotationPolicy {
         RotationPolicy {
@@ -727,6 +845,14 @@ impl Config {
             max: self.max_sessions_per_user,
             evict_oldest: self.session_limit_policy == SessionLimitPolicy::EvictOldest,
         })
+    }
+
+    /// The name authenticator apps show: "Sesame (host)".
+    pub fn totp_issuer(&self) -> String {
+        match self.public_url.host_str() {
+            Some(h) => format!("Sesame ({h})"),
+            None => "Sesame".into(),
+        }
     }
 
     /// The engine's settings.
@@ -749,6 +875,11 @@ impl Config {
                 keys: self.binding_keys.clone(),
                 prefixes: self.binding_prefixes,
             },
+            email_verification_ttl: self.email_verification_ttl,
+            password_reset_ttl: self.password_reset_ttl,
+            max_auth_age: self.max_auth_age,
+            mfa_challenge_ttl: self.mfa_challenge_ttl,
+            totp_issuer: self.totp_issuer(),
         }
     }
 }
@@ -1130,12 +1261,75 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 raw.rate_limit_refresh_session.as_deref(),
                 "30/1m",
             )?,
+            forgot_ip: limit(
+                "rate_limit_forgot_ip",
+                raw.rate_limit_forgot_ip.as_deref(),
+                "20/1h",
+            )?,
+            forgot_account: limit(
+                "rate_limit_forgot_account",
+                raw.rate_limit_forgot_account.as_deref(),
+                "5/1h",
+            )?,
+            verify_ip: limit(
+                "rate_limit_verify_ip",
+                raw.rate_limit_verify_ip.as_deref(),
+                "30/1m",
+            )?,
+            mfa_account: limit(
+                "rate_limit_mfa_account",
+                raw.rate_limit_mfa_account.as_deref(),
+                "5/1m",
+            )?,
             delay_after: int("login_delay_after", raw.login_delay_after, 5, 1, 1000)?,
             delay_max: Duration::from_secs(delay_max.unsigned_abs()),
         })
     } else {
         None
     };
+
+    // Mail and the account lifecycle.
+    let smtp_url = sourced("smtp_url", raw.smtp_url, raw.smtp_url_file)?
+        .map(parse_smtp_url)
+        .transpose()?;
+    if production && smtp_url.is_none() && require_verified_email {
+        return err(
+            "smtp_url",
+            "is required in production when require_verified_email = true: without mail no \
+             one could verify an address and every login would be refused; configure SMTP, \
+             or set require_verified_email = false",
+        );
+    }
+    let mail_from = parse_mail_from(raw.mail_from.as_deref(), &public_url)?;
+    let smtp_timeout = duration("smtp_timeout", raw.smtp_timeout.as_deref(), 10)?;
+    in_range("smtp_timeout", smtp_timeout, 1, 300)?;
+    let mail_queue_size = int("mail_queue_size", raw.mail_queue_size, 1000, 1, 1_000_000)?;
+    let mail_max_attempts = int("mail_max_attempts", raw.mail_max_attempts, 5, 1, 20)?;
+    let email_verification_ttl = duration(
+        "email_verification_ttl",
+        raw.email_verification_ttl.as_deref(),
+        86_400,
+    )?;
+    in_range(
+        "email_verification_ttl",
+        email_verification_ttl,
+        300,
+        30 * 86_400,
+    )?;
+    let password_reset_ttl = duration(
+        "password_reset_ttl",
+        raw.password_reset_ttl.as_deref(),
+        1800,
+    )?;
+    in_range("password_reset_ttl", password_reset_ttl, 300, 86_400)?;
+    let max_auth_age = duration("max_auth_age", raw.max_auth_age.as_deref(), 300)?;
+    in_range("max_auth_age", max_auth_age, 30, 86_400)?;
+    let mfa_challenge_ttl = duration("mfa_challenge_ttl", raw.mfa_challenge_ttl.as_deref(), 300)?;
+    in_range("mfa_challenge_ttl", mfa_challenge_ttl, 30, 3600)?;
+    let notify_password_changed = raw.notify_password_changed.unwrap_or(true);
+    let notify_mfa_changed = raw.notify_mfa_changed.unwrap_or(true);
+    let notify_new_device = raw.notify_new_device.unwrap_or(true);
+    let notify_reuse_detected = raw.notify_reuse_detected.unwrap_or(true);
 
     Ok(Config {
         mode,
@@ -1189,6 +1383,19 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         rate_limits,
         audit_retention,
         purge_interval,
+        smtp_url,
+        mail_from,
+        smtp_timeout,
+        mail_queue_size,
+        mail_max_attempts,
+        email_verification_ttl,
+        password_reset_ttl,
+        max_auth_age,
+        mfa_challenge_ttl,
+        notify_password_changed,
+        notify_mfa_changed,
+        notify_new_device,
+        notify_reuse_detected,
     })
 }
 
@@ -1481,6 +1688,69 @@ fn parse_hash_params(
 
 // ---------------------------------------------------------------------------
 // URLs, origins and sites
+
+fn parse_smtp_url(src: Sourced) -> Result<SmtpUrl, ConfigError> {
+    let setting = src.setting.as_str();
+    let text = src.value.expose_secret().trim();
+    let hint = "must be an SMTP URL: smtp://host:25 (plain, for a local relay), \
+                smtp://user:password@host:587?tls=required (STARTTLS) or \
+                smtps://user:password@host:465 (implicit TLS)";
+    // The URL itself is never echoed: it may carry a password.
+    let url = Url::parse(text).map_err(|_| ConfigError::new(setting, hint))?;
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let security = match (url.scheme(), tls.as_deref()) {
+        ("smtp", None) => SmtpSecurity::Plain,
+        ("smtp", Some("required")) => SmtpSecurity::StartTls,
+        ("smtps", None | Some("required" | "wrapper")) => SmtpSecurity::Implicit,
+        ("smtp", Some("opportunistic")) => {
+            return err(
+                setting,
+                "tls=opportunistic falls back to clear text when an attacker strips STARTTLS; \
+                 use tls=required, smtps://, or plain smtp:// to a local relay",
+            );
+        }
+        _ => return err(setting, hint),
+    };
+    let host = match url.host_str() {
+        Some(h) if !h.is_empty() => h.to_owned(),
+        _ => return err(setting, "has no host; write smtp://host:25"),
+    };
+    // Fail now, not at the first mail: lettre parses the URL the same way.
+    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(text)
+        .map_err(|_| ConfigError::new(setting, hint))?;
+    Ok(SmtpUrl {
+        url: text.to_owned(),
+        host,
+        security,
+    })
+}
+
+/// `mail_from`: an address, or `Name <address>`; by default
+/// `sesame@<public_url host>` (`sesame@localhost` when the host is an IP).
+fn parse_mail_from(
+    raw: Option<&str>,
+    public_url: &Url,
+) -> Result<lettre::message::Mailbox, ConfigError> {
+    let text = match raw {
+        Some(s) => s.trim().to_owned(),
+        None => match public_url.host() {
+            Some(Host::Domain(d)) => format!("Sesame <sesame@{d}>"),
+            _ => "Sesame <sesame@localhost>".to_owned(),
+        },
+    };
+    text.parse().map_err(|_| {
+        ConfigError::new(
+            "mail_from",
+            format!(
+                "must be an address like sesame@example.com or \"Sesame <sesame@example.com>\", \
+                 not {text:?}"
+            ),
+        )
+    })
+}
 
 fn parse_public_url(
     raw: Option<&str>,
@@ -2942,5 +3212,178 @@ mod tests {
         assert_eq!(c.access_ttl, 900);
         let e = load(None, &env(&[("SESAME_MODE", "production")])).unwrap_err();
         assert_eq!(e.setting, "public_url");
+    }
+
+    #[test]
+    fn mail_settings_defaults_and_rules() {
+        let secrets = TempFile::new("mail");
+        let c = validate(dev(&secrets)).unwrap();
+        assert_eq!(c.smtp_url, None);
+        assert_eq!(c.mail_from.to_string(), "Sesame <sesame@localhost>");
+        assert_eq!(
+            (c.smtp_timeout, c.mail_queue_size, c.mail_max_attempts),
+            (10, 1000, 5)
+        );
+        assert_eq!(
+            (
+                c.email_verification_ttl,
+                c.password_reset_ttl,
+                c.max_auth_age,
+                c.mfa_challenge_ttl
+            ),
+            (86_400, 1800, 300, 300)
+        );
+        assert!(
+            c.notify_password_changed
+                && c.notify_mfa_changed
+                && c.notify_new_device
+                && c.notify_reuse_detected
+        );
+
+        let c = validate(prod()).unwrap();
+        assert_eq!(c.mail_from.email.to_string(), "sesame@auth.example.com");
+        assert_eq!(c.smtp_url, None, "production without SMTP: mail disabled");
+
+        for (url, security, plain_remote) in [
+            ("smtp://127.0.0.1:25", SmtpSecurity::Plain, false),
+            ("smtp://localhost:2525", SmtpSecurity::Plain, false),
+            ("smtp://mail.internal:25", SmtpSecurity::Plain, true),
+            (
+                "smtp://u:p@mail.example.com:587?tls=required",
+                SmtpSecurity::StartTls,
+                false,
+            ),
+            (
+                "smtps://u:p@mail.example.com",
+                SmtpSecurity::Implicit,
+                false,
+            ),
+        ] {
+            let c = validate(RawConfig {
+                smtp_url: Some(url.into()),
+                notify_new_device: Some(false),
+                ..prod()
+            })
+            .unwrap();
+            let smtp = c.smtp_url.unwrap();
+            assert_eq!(smtp.security, security, "{url}");
+            assert_eq!(smtp.is_plain_remote(), plain_remote, "{url}");
+            assert!(!c.notify_new_device);
+            assert!(!format!("{smtp:?}").contains(":p@"), "{smtp:?}");
+        }
+
+        for bad in [
+            "http://mail.example.com",
+            "smtp://mail.example.com?tls=opportunistic",
+            "smtp://",
+            "not a url",
+        ] {
+            let r = validate(RawConfig {
+                smtp_url: Some(bad.into()),
+                ..prod()
+            });
+            assert_eq!(setting_of(r), "smtp_url", "{bad}");
+        }
+        let secret = TempFile::with("smtp", "smtps://u:s3cret@mail.example.com\n");
+        let c = validate(RawConfig {
+            smtp_url_file: Some(secret.path_string()),
+            ..prod()
+        })
+        .unwrap();
+        assert_eq!(c.smtp_url.unwrap().url, "smtps://u:s3cret@mail.example.com");
+        let r = validate(RawConfig {
+            smtp_url: Some("smtps://u:s3cret@mail.example.com:465?x=1 bad".into()),
+            ..prod()
+        });
+        if let Err(e) = r {
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
+
+        let r = validate(RawConfig {
+            require_verified_email: Some(true),
+            ..prod()
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.setting, "smtp_url");
+        assert!(e.message.contains("require_verified_email"), "{e}");
+        // Development keeps working without SMTP: mail goes to the outbox.
+        assert!(
+            validate(RawConfig {
+                require_verified_email: Some(true),
+                ..dev(&secrets)
+            })
+            .is_ok()
+        );
+
+        for (raw, key) in [
+            (
+                RawConfig {
+                    mail_from: Some("not an address".into()),
+                    ..prod()
+                },
+                "mail_from",
+            ),
+            (
+                RawConfig {
+                    smtp_timeout: Some("0s".into()),
+                    ..prod()
+                },
+                "smtp_timeout",
+            ),
+            (
+                RawConfig {
+                    mail_queue_size: Some(0),
+                    ..prod()
+                },
+                "mail_queue_size",
+            ),
+            (
+                RawConfig {
+                    mail_max_attempts: Some(21),
+                    ..prod()
+                },
+                "mail_max_attempts",
+            ),
+            (
+                RawConfig {
+                    email_verification_ttl: Some("1m".into()),
+                    ..prod()
+                },
+                "email_verification_ttl",
+            ),
+            (
+                RawConfig {
+                    password_reset_ttl: Some("2d".into()),
+                    ..prod()
+                },
+                "password_reset_ttl",
+            ),
+            (
+                RawConfig {
+                    max_auth_age: Some("5".into()),
+                    ..prod()
+                },
+                "max_auth_age",
+            ),
+            (
+                RawConfig {
+                    mfa_challenge_ttl: Some("2h".into()),
+                    ..prod()
+                },
+                "mfa_challenge_ttl",
+            ),
+        ] {
+            assert_eq!(setting_of(validate(raw)), key);
+        }
+        let c = validate(RawConfig {
+            mail_from: Some("noreply@example.com".into()),
+            smtp_timeout: Some("30s".into()),
+            password_reset_ttl: Some("1h".into()),
+            ..prod()
+        })
+        .unwrap();
+        assert_eq!(c.mail_from.email.to_string(), "noreply@example.com");
+        assert_eq!(c.smtp_timeout_duration(), Duration::from_secs(30));
+        assert_eq!(c.password_reset_ttl, 3600);
     }
 }

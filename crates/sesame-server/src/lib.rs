@@ -8,6 +8,8 @@ pub mod config;
 pub mod fuzzing;
 pub mod hash_pool;
 pub mod http;
+pub mod mail;
+pub mod notify;
 pub mod problem;
 pub mod rate_limit;
 pub mod server;

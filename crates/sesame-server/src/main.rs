@@ -123,6 +123,10 @@ enum UserCmd {
     Enable { user: String },
     /// Delete a user (by id or email): every session ends, the row goes.
     Delete { user: String },
+    /// Remove a user's second factor and recovery codes (lost phone);
+    /// audited as `mfa_reset`. The user signs in with the password alone
+    /// and may enrol again.
+    MfaReset { user: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -348,6 +352,16 @@ async fn main() -> anyhow::Result<()> {
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     println!("deleted {id}; every session revoked");
+                }
+                UserCmd::MfaReset { user } => {
+                    let id = find_user(&engine, user).await?;
+                    match engine.reset_mfa(id).await {
+                        Ok(()) => println!("removed the second factor of {id}"),
+                        Err(sesame_core::Error::NotFound) => {
+                            anyhow::bail!("{id} has no second factor")
+                        }
+                        Err(e) => anyhow::bail!("{e}"),
+                    }
                 }
             }
             stores.close().await;

@@ -259,6 +259,43 @@ impl From<Error> for ApiError {
                 "handoff_code_invalid",
                 "The handoff code is unknown, used or expired",
             ),
+            Error::MfaRequired { challenge, methods } => Self::new(
+                S::UNAUTHORIZED,
+                "mfa_required",
+                "Enter the code from your authenticator app",
+            )
+            .with("challenge", json!(challenge))
+            .with("methods", json!(methods)),
+            Error::InvalidMfaCode => Self::new(
+                S::UNAUTHORIZED,
+                "invalid_mfa_code",
+                "The code is wrong, already used or expired",
+            ),
+            Error::MfaChallengeInvalid => Self::new(
+                S::UNAUTHORIZED,
+                "mfa_challenge_invalid",
+                "The sign-in step expired or was used up; sign in again",
+            ),
+            Error::ReauthenticationRequired => Self::new(
+                S::FORBIDDEN,
+                "reauthentication_required",
+                "Confirm your password (or a second-factor code) first",
+            ),
+            Error::LinkInvalid => Self::new(
+                S::BAD_REQUEST,
+                "link_invalid",
+                "The link is unknown, already used or expired",
+            ),
+            Error::MfaAlreadyEnabled => Self::new(
+                S::CONFLICT,
+                "mfa_already_enabled",
+                "A second factor is already enabled; remove it first",
+            ),
+            Error::MfaNotPending => Self::new(
+                S::CONFLICT,
+                "mfa_not_pending",
+                "No second-factor enrolment is in progress",
+            ),
             Error::EmailTaken => Self::new(
                 S::CONFLICT,
                 "email_taken",
@@ -269,6 +306,7 @@ impl From<Error> for ApiError {
                 "session_limit_reached",
                 "Too many active sessions; sign out elsewhere first",
             ),
+            Error::RateLimited { retry_after } => Self::rate_limited(retry_after),
             Error::Overloaded => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "overloaded",

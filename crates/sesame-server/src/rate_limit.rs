@@ -68,6 +68,18 @@ pub struct Limits {
     pub refresh_ip: Limit,
     /// Refreshes per session.
     pub refresh_session: Limit,
+    /// Password-reset requests (and verification resends by address) per
+    /// client IP.
+    pub forgot_ip: Limit,
+    /// Password-reset requests (and verification resends) per account: a
+    /// bound on the mail anyone can make an address receive.
+    pub forgot_account: Limit,
+    /// Redemptions of mailed links and MFA challenges per client IP
+    /// (`/auth/verify`, `/auth/password/reset`, `/auth/login/mfa`).
+    pub verify_ip: Limit,
+    /// Second-factor code checks per account (login step,
+    /// re-authentication, enrolment): with six digits, the guess budget.
+    pub mfa_account: Limit,
     /// Failures before the progressive delay starts.
     pub delay_after: u32,
     /// The longest progressive delay.
@@ -482,6 +494,10 @@ mod tests {
             register_ip: Limit::per(1, Duration::from_millis(50)),
             refresh_ip: Limit::per(1, Duration::from_millis(50)),
             refresh_session: Limit::per(1, Duration::from_millis(50)),
+            forgot_ip: Limit::per(1, Duration::from_millis(50)),
+            forgot_account: Limit::per(1, Duration::from_millis(50)),
+            verify_ip: Limit::per(1, Duration::from_millis(50)),
+            mfa_account: Limit::per(1, Duration::from_millis(50)),
             delay_after: 2,
             delay_max: Duration::from_secs(60),
         });

@@ -1,10 +1,10 @@
 //! Wiring: open the stores (SQLite, PostgreSQL or MariaDB for accounts, and
 //! sessions there or in Redis), start the engine, build the router, run the
-//! background tasks (liveness sync ≤ 1 s, key-ring reload, metrics upkeep)
-//! and serve with graceful shutdown — the API on the given listener and
-//! `/metrics` on a second one bound to `metrics_bind`. Tests call [`start`]
-//! with a listener on 127.0.0.1:0 and a manual clock; `sesame serve` calls
-//! [`serve`].
+//! background tasks (liveness sync ≤ 1 s, key-ring reload, metrics upkeep,
+//! the mail worker) and serve with graceful shutdown — the API on the given
+//! listener and `/metrics` on a second one bound to `metrics_bind`. Tests
+//! call [`start`] with a listener on 127.0.0.1:0 and a manual clock;
+//! `sesame serve` calls [`serve`].
 
 use crate::app;
 use crate::config::{Config, DatabaseKind, SessionStoreUrl};
@@ -13,6 +13,7 @@ pub use crate::http::api_keys::new_api_key;
 use crate::http::cookies::CookiePolicy;
 use crate::http::extract::{AppState, HttpSettings};
 use crate::http::feed::FeedHub;
+use crate::mail::{MailSettings, MailWorker, Mailer};
 use crate::rate_limit::RateLimiter;
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -367,7 +368,7 @@ pub async fn open_engine(
     stores: &Stores,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Engine>> {
-    open_engine_with(config, stores, clock, None).await
+    open_engine_with(config, stores, clock, None, None).await
 }
 
 /// [`open_engine`] with a callback after each revocation it makes.
@@ -376,6 +377,7 @@ async fn open_engine_with(
     stores: &Stores,
     clock: Arc<dyn Clock>,
     on_revoked: Option<RevocationHook>,
+    on_notice: Option<sesame_core::notice::NoticeHook>,
 ) -> anyhow::Result<Arc<Engine>> {
     let refresh_keys = RefreshKeys::new(
         config
@@ -404,6 +406,7 @@ async fn open_engine_with(
         master_key: Zeroizing::new(*config.secrets.master_key),
         generate_missing_keys: !config.is_production(),
         on_revoked,
+        on_notice,
     };
     let engine = Engine::start(parts, config.engine_config()).await.map_err(|e| match e {
         sesame_core::engine::StartError::Keys(sesame_core::keys::KeyError::NoActiveKey) => anyhow::anyhow!(
@@ -424,6 +427,9 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The engine (for CLI-like operations in tests).
     pub engine: Arc<Engine>,
+    /// The mailer the routes use.
+    pub mailer: Mailer,
+    mail_worker: Option<MailWorker>,
     feed: Arc<FeedHub>,
     stores: Stores,
     shutdown: Option<oneshot::Sender<()>>,
@@ -478,10 +484,19 @@ impl Running {
         for t in &self.background {
             t.abort();
         }
+        self.stop_mail().await;
         self.stores.close().await;
         res.context("server task panicked")?
             .context("server error")?;
         metrics
+    }
+
+    /// Gives queued mails a bounded time to go out (no request can queue
+    /// more: the API has stopped).
+    async fn stop_mail(&mut self) {
+        if let Some(w) = self.mail_worker.take() {
+            w.shutdown(crate::mail::SHUTDOWN_DRAIN).await;
+        }
     }
 
     /// Waits until the server stops (ctrl-c handling is the caller's).
@@ -491,6 +506,7 @@ impl Running {
         if let Some(m) = self.metrics.take() {
             let _ = m.stop().await;
         }
+        self.stop_mail().await;
         self.stores.close().await;
         res.context("server task panicked")?.context("server error")
     }
@@ -506,6 +522,7 @@ impl Running {
                 if let Some(m) = self.metrics.take() {
                     let _ = m.stop().await;
                 }
+                self.stop_mail().await;
                 self.stores.close().await;
                 return res.context("server task panicked")?.context("server error");
             }
@@ -596,7 +613,13 @@ async fn start_with_stores(
     let kick = Arc::new(tokio::sync::Notify::new());
     let k = kick.clone();
     let hook = RevocationHook(Arc::new(move || k.notify_one()));
-    let engine = open_engine_with(&config, &stores, clock.clone(), Some(hook)).await?;
+    let (mailer, mail_worker) = Mailer::start(MailSettings::from_config(&config));
+    let notices = crate::notify::hook(
+        mailer.clone(),
+        crate::notify::Switches::from_config(&config),
+    );
+    let engine =
+        open_engine_with(&config, &stores, clock.clone(), Some(hook), Some(notices)).await?;
     engine
         .revoked_set()
         .sync(&**engine.sessions(), clock.now())
@@ -640,6 +663,7 @@ async fn start_with_stores(
         }),
         feed: feed.clone(),
         limiter: limiter.clone(),
+        mailer: mailer.clone(),
     };
     let router = app::router(state, config.request_timeout_duration());
 
@@ -764,6 +788,8 @@ async fn start_with_stores(
         addr,
         metrics_addr,
         engine,
+        mailer,
+        mail_worker: Some(mail_worker),
         feed,
         stores,
         shutdown: Some(tx),

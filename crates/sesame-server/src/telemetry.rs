@@ -40,6 +40,10 @@ const OVERLOADED: &str = "sesame_overloaded_total";
 const RATE_LIMITED: &str = "sesame_rate_limited_total";
 const LIVE_SESSIONS: &str = "sesame_live_sessions";
 const REVOCATION_SYNC_AGE: &str = "sesame_revocation_sync_age_seconds";
+const MAIL_SENT: &str = "sesame_mail_sent_total";
+const MAIL_FAILED: &str = "sesame_mail_failed_total";
+const MAIL_DROPPED: &str = "sesame_mail_dropped_total";
+const MAIL_QUEUE_DEPTH: &str = "sesame_mail_queue_depth";
 
 /// Latency buckets in seconds: a refresh is a few milliseconds, a login
 /// with Argon2id about 50 ms per hash on one core, the request timeout 10 s
@@ -129,6 +133,7 @@ fn describe() {
     }
     counter!(GRACE_ANSWERS).absolute(0);
     counter!(OVERLOADED).absolute(0);
+    describe_mail();
 }
 
 /// The router of the metrics listener: `GET /metrics` and nothing else.
@@ -213,6 +218,7 @@ pub fn http_request(
 pub fn login(result: &Result<Grant, Error>) {
     let label = match result {
         Ok(_) => "ok",
+        Err(Error::MfaRequired { .. }) => "mfa_required",
         Err(Error::Overloaded | Error::StorageUnavailable(_) | Error::Internal(_)) => return,
         Err(_) => "failed",
     };
@@ -260,4 +266,51 @@ pub fn live_sessions(n: u64) {
 /// Time since the last successful revocation sync of this instance.
 pub fn revocation_sync_age(age: Duration) {
     gauge!(REVOCATION_SYNC_AGE).set(age.as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------
+// Mail
+
+fn describe_mail() {
+    describe_counter!(
+        MAIL_SENT,
+        "Mails delivered to the mail server (or, in development without SMTP, logged), by kind."
+    );
+    describe_counter!(
+        MAIL_FAILED,
+        "Mails given up on (refused by the mail server, or every attempt failed), by kind."
+    );
+    describe_counter!(
+        MAIL_DROPPED,
+        "Mails refused because the mail queue (mail_queue_size) was full."
+    );
+    describe_gauge!(
+        MAIL_QUEUE_DEPTH,
+        "Mails accepted and not yet delivered or given up (queued, sending, or waiting to retry)."
+    );
+    for kind in crate::mail::MailKind::ALL {
+        counter!(MAIL_SENT, "kind" => kind.as_str()).absolute(0);
+        counter!(MAIL_FAILED, "kind" => kind.as_str()).absolute(0);
+    }
+    counter!(MAIL_DROPPED).absolute(0);
+}
+
+/// A mail delivered (or logged, in development without SMTP).
+pub fn mail_sent(kind: &'static str) {
+    counter!(MAIL_SENT, "kind" => kind).increment(1);
+}
+
+/// A mail given up on.
+pub fn mail_failed(kind: &'static str) {
+    counter!(MAIL_FAILED, "kind" => kind).increment(1);
+}
+
+/// A mail refused because the queue was full.
+pub fn mail_dropped() {
+    counter!(MAIL_DROPPED).increment(1);
+}
+
+/// Mails accepted and not finished.
+pub fn mail_queue_depth(n: usize) {
+    gauge!(MAIL_QUEUE_DEPTH).set(n as f64);
 }

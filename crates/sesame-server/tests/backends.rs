@@ -1017,6 +1017,13 @@ struct Skewed {
 
 #[async_trait]
 impl SessionStore for Skewed {
+    async fn reauthenticate(
+        &self,
+        id: SessionId,
+        aal: sesame_core::session::Aal,
+    ) -> Result<Option<Session>, StoreError> {
+        self.inner.reauthenticate(id, aal).await
+    }
     async fn create_session(&self, new: NewSession) -> Result<Created, StoreError> {
         self.inner.create_session(new).await
     }

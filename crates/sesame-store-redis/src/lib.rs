@@ -172,6 +172,7 @@ struct Scripts {
     list: Script,
     set_claims: Script,
     count_live: Script,
+    reauthenticate: Script,
 }
 
 macro_rules! script {
@@ -192,6 +193,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     list: script!("list.lua"),
     set_claims: script!("set_claims.lua"),
     count_live: script!("count_live.lua"),
+    reauthenticate: script!("reauthenticate.lua"),
 });
 
 /// Sessions in Redis. Cheap to clone (one multiplexed connection that
@@ -732,6 +734,17 @@ impl SessionStore for RedisSessionStore {
         match self.run(&inv).await? {
             Value::Int(n) => u64::try_from(n).map_err(|_| corrupt("count")),
             _ => Err(corrupt("set_claims reply")),
+        }
+    }
+
+    async fn reauthenticate(&self, id: SessionId, aal: Aal) -> Result<Option<Session>, StoreError> {
+        let mut inv = self.invocation(&SCRIPTS.reauthenticate);
+        inv.key(self.session_key(id)).arg(aal.as_str());
+        let (tag, mut rest) = tagged(self.run(&inv).await?)?;
+        match tag.as_str() {
+            "absent" => Ok(None),
+            "ok" => Ok(Some(next_session(&mut rest)?)),
+            other => Err(corrupt(&format!("reauthenticate reply {other}"))),
         }
     }
 

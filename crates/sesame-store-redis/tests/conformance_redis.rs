@@ -51,6 +51,13 @@ impl Drop for Cleanup {
 
 #[async_trait::async_trait]
 impl SessionStore for Cleanup {
+    async fn reauthenticate(
+        &self,
+        id: SessionId,
+        aal: sesame_core::session::Aal,
+    ) -> Result<Option<Session>, StoreError> {
+        self.store.reauthenticate(id, aal).await
+    }
     async fn create_session(&self, new: NewSession) -> Result<Created, StoreError> {
         self.store.create_session(new).await
     }

@@ -41,7 +41,7 @@ use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, d
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
     AccountStore, AuditEvent, AuditFilter, AuditRecord, Created, ExternalId, NewSession, NewUser,
-    OneTimeToken, Purged, Revocation, RotationOutcome, SessionStore, StoreError, User,
+    OneTimeToken, Purged, Revocation, RotationOutcome, SessionStore, StoreError, TotpFactor, User,
     UserCredential,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlRow};
@@ -180,7 +180,7 @@ const SESSION_COLS: &str = "id, user_id, transport, gen, cur, prev, rotated_at, 
      revoked_at, revoke_reason, ip, user_agent, claims";
 
 const USER_COLS: &str =
-    "id, email, email_verified, disabled, created_at, password_hash, external_id";
+    "id, email, email_verified, disabled, created_at, password_hash, external_id, totp_confirmed";
 
 struct Row_ {
     session: Session,
@@ -251,6 +251,7 @@ fn user_from_row(r: &MySqlRow) -> Result<User, StoreError> {
         )?,
         email_verified: r.try_get("email_verified").map_err(get_err)?,
         disabled: r.try_get("disabled").map_err(get_err)?,
+        mfa_enabled: r.try_get("totp_confirmed").map_err(get_err)?,
         created_at: r.try_get("created_at").map_err(get_err)?,
     })
 }
@@ -744,6 +745,7 @@ impl AccountStore for MySqlStore {
             identity: sesame_core::store::Identity::Email(user.email),
             email_verified: user.email_verified,
             disabled: false,
+            mfa_enabled: false,
             created_at: now,
         })
     }
@@ -1030,6 +1032,172 @@ impl AccountStore for MySqlStore {
             .collect()
     }
 
+    async fn set_email(
+        &self,
+        id: UserId,
+        email: &Email,
+        verified: bool,
+    ) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let n = sqlx::query(
+            "UPDATE users SET email = ?, email_key = ?, email_verified = ?, updated_at = ? \
+             WHERE id = ? AND external_id IS NULL",
+        )
+        .bind(email.as_str())
+        .bind(email.key())
+        .bind(verified)
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn mark_email_verified(&self, id: UserId, email: &Email) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let n = sqlx::query(
+            "UPDATE users SET email_verified = 1, updated_at = ? WHERE id = ? AND email_key = ?",
+        )
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .bind(email.key())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn totp_factor(&self, id: UserId) -> Result<Option<TotpFactor>, StoreError> {
+        let row = sqlx::query("SELECT totp_secret, totp_confirmed FROM users WHERE id = ?")
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(r) = row else { return Ok(None) };
+        let e = |_| corrupt("totp factor");
+        let secret: Option<Vec<u8>> = r.try_get("totp_secret").map_err(e)?;
+        let confirmed = r.try_get::<bool, _>("totp_confirmed").map_err(e)?;
+        Ok(secret.map(|sealed_secret| TotpFactor {
+            sealed_secret,
+            confirmed,
+        }))
+    }
+
+    async fn put_pending_totp(&self, id: UserId, sealed: &[u8]) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_secret = ?, totp_confirmed = 0, totp_last_step = NULL, updated_at = ? \
+             WHERE id = ? AND totp_confirmed = 0",
+        )
+        .bind(sealed)
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn confirm_totp(
+        &self,
+        id: UserId,
+        step: i64,
+        recovery: &[[u8; 32]],
+    ) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_confirmed = 1, totp_last_step = ?, updated_at = ? \
+             WHERE id = ? AND totp_secret IS NOT NULL AND totp_confirmed = 0",
+        )
+        .bind(step)
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        for h in recovery {
+            sqlx::query("INSERT INTO recovery_codes (user_id, hash) VALUES (?, ?)")
+                .bind(id.as_bytes().as_slice())
+                .bind(h.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn remove_totp(&self, id: UserId) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_confirmed = 0, totp_last_step = NULL, updated_at = ? \
+             WHERE id = ? AND totp_secret IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(n == 1)
+    }
+
+    async fn use_totp_step(&self, id: UserId, step: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE users SET totp_last_step = ? WHERE id = ? AND totp_confirmed = 1 \
+             AND (totp_last_step IS NULL OR totp_last_step < ?)",
+        )
+        .bind(step)
+        .bind(id.as_bytes().as_slice())
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM recovery_codes WHERE user_id = ? AND hash = ?")
+            .bind(id.as_bytes().as_slice())
+            .bind(hash.as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn recovery_codes_left(&self, id: UserId) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?")
+            .bind(id.as_bytes().as_slice())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(u32::try_from(n).unwrap_or(0))
+    }
+
     async fn purge_accounts(&self, audit_before: UnixTime) -> Result<Purged, StoreError> {
         let now = self.store_now().await?;
         let one_time_tokens = sqlx::query("DELETE FROM one_time_tokens WHERE expires_at <= ?")
@@ -1290,6 +1458,27 @@ impl SessionStore for MySqlStore {
             revocations,
             ..Purged::default()
         })
+    }
+
+    async fn reauthenticate(&self, id: SessionId, aal: Aal) -> Result<Option<Session>, StoreError> {
+        let now = self.store_now().await?;
+        let n = sqlx::query(
+            "UPDATE sessions SET auth_time = ?, aal = ? WHERE id = ? AND revoked_at IS NULL \
+             AND expires_at > ? AND (idle_expires_at IS NULL OR idle_expires_at > ?)",
+        )
+        .bind(now)
+        .bind(aal.as_str())
+        .bind(id.as_bytes().as_slice())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if n != 1 {
+            return Ok(None);
+        }
+        Ok(self.load(id).await?.map(|(r, _)| r.session))
     }
 
     async fn count_live(&self) -> Result<u64, StoreError> {

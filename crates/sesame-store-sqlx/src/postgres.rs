@@ -28,7 +28,7 @@ use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, d
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
     AccountStore, AuditEvent, AuditFilter, AuditRecord, Created, ExternalId, NewSession, NewUser,
-    OneTimeToken, Purged, Revocation, RotationOutcome, SessionStore, StoreError, User,
+    OneTimeToken, Purged, Revocation, RotationOutcome, SessionStore, StoreError, TotpFactor, User,
     UserCredential,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -156,7 +156,7 @@ const SESSION_COLS: &str = "id, user_id, transport, gen, cur, prev, rotated_at, 
      revoked_at, revoke_reason, ip, user_agent, claims";
 
 const USER_COLS: &str =
-    "id, email, email_verified, disabled, created_at, password_hash, external_id";
+    "id, email, email_verified, disabled, created_at, password_hash, external_id, totp_confirmed";
 
 struct Row_ {
     session: Session,
@@ -227,6 +227,7 @@ fn user_from_row(r: &PgRow) -> Result<User, StoreError> {
         )?,
         email_verified: r.try_get("email_verified").map_err(get_err)?,
         disabled: r.try_get("disabled").map_err(get_err)?,
+        mfa_enabled: r.try_get("totp_confirmed").map_err(get_err)?,
         created_at: r.try_get("created_at").map_err(get_err)?,
     })
 }
@@ -685,6 +686,7 @@ impl AccountStore for PgStore {
             identity: sesame_core::store::Identity::Email(user.email),
             email_verified: user.email_verified,
             disabled: false,
+            mfa_enabled: false,
             created_at,
         })
     }
@@ -953,6 +955,172 @@ impl AccountStore for PgStore {
                 )
             })
             .collect()
+    }
+
+    async fn set_email(
+        &self,
+        id: UserId,
+        email: &Email,
+        verified: bool,
+    ) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let n = sqlx::query(
+            "UPDATE users SET email = $1, email_key = $2, email_verified = $3, updated_at = $4 \
+             WHERE id = $5 AND external_id IS NULL",
+        )
+        .bind(email.as_str())
+        .bind(email.key())
+        .bind(verified)
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn mark_email_verified(&self, id: UserId, email: &Email) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let n = sqlx::query(
+            "UPDATE users SET email_verified = TRUE, updated_at = $1 WHERE id = $2 AND email_key = $3",
+        )
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .bind(email.key())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn totp_factor(&self, id: UserId) -> Result<Option<TotpFactor>, StoreError> {
+        let row = sqlx::query("SELECT totp_secret, totp_confirmed FROM users WHERE id = $1")
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(r) = row else { return Ok(None) };
+        let e = |_| corrupt("totp factor");
+        let secret: Option<Vec<u8>> = r.try_get("totp_secret").map_err(e)?;
+        let confirmed = r.try_get::<bool, _>("totp_confirmed").map_err(e)?;
+        Ok(secret.map(|sealed_secret| TotpFactor {
+            sealed_secret,
+            confirmed,
+        }))
+    }
+
+    async fn put_pending_totp(&self, id: UserId, sealed: &[u8]) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_secret = $1, totp_confirmed = FALSE, totp_last_step = NULL, updated_at = $2 \
+             WHERE id = $3 AND totp_confirmed = FALSE",
+        )
+        .bind(sealed)
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn confirm_totp(
+        &self,
+        id: UserId,
+        step: i64,
+        recovery: &[[u8; 32]],
+    ) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_confirmed = TRUE, totp_last_step = $1, updated_at = $2 \
+             WHERE id = $3 AND totp_secret IS NOT NULL AND totp_confirmed = FALSE",
+        )
+        .bind(step)
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        for h in recovery {
+            sqlx::query("INSERT INTO recovery_codes (user_id, hash) VALUES ($1, $2)")
+                .bind(id.as_bytes().as_slice())
+                .bind(h.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn remove_totp(&self, id: UserId) -> Result<bool, StoreError> {
+        let now = self.store_now().await?;
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_confirmed = FALSE, totp_last_step = NULL, updated_at = $1 \
+             WHERE id = $2 AND totp_secret IS NOT NULL",
+        )
+        .bind(now)
+        .bind(id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(n == 1)
+    }
+
+    async fn use_totp_step(&self, id: UserId, step: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_confirmed = TRUE \
+             AND (totp_last_step IS NULL OR totp_last_step < $3)",
+        )
+        .bind(step)
+        .bind(id.as_bytes().as_slice())
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1 AND hash = $2")
+            .bind(id.as_bytes().as_slice())
+            .bind(hash.as_slice())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn recovery_codes_left(&self, id: UserId) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1")
+            .bind(id.as_bytes().as_slice())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(u32::try_from(n).unwrap_or(0))
     }
 
     async fn purge_accounts(&self, audit_before: UnixTime) -> Result<Purged, StoreError> {
@@ -1238,6 +1406,27 @@ impl SessionStore for PgStore {
             revocations,
             ..Purged::default()
         })
+    }
+
+    async fn reauthenticate(&self, id: SessionId, aal: Aal) -> Result<Option<Session>, StoreError> {
+        let now = self.store_now().await?;
+        let n = sqlx::query(
+            "UPDATE sessions SET auth_time = $1, aal = $2 WHERE id = $3 AND revoked_at IS NULL \
+             AND expires_at > $4 AND (idle_expires_at IS NULL OR idle_expires_at > $5)",
+        )
+        .bind(now)
+        .bind(aal.as_str())
+        .bind(id.as_bytes().as_slice())
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if n != 1 {
+            return Ok(None);
+        }
+        Ok(self.load(id).await?.map(|(r, _)| r.session))
     }
 
     async fn count_live(&self) -> Result<u64, StoreError> {

@@ -13,7 +13,7 @@ use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, d
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
     AccountStore, AuditEvent, AuditFilter, AuditRecord, Created, ExternalId, NewSession, NewUser,
-    OneTimeToken, Purged, Revocation, RotationOutcome, SessionStore, StoreError, User,
+    OneTimeToken, Purged, Revocation, RotationOutcome, SessionStore, StoreError, TotpFactor, User,
     UserCredential,
 };
 use sqlx::sqlite::{
@@ -167,6 +167,7 @@ fn user_from_row(r: &SqliteRow) -> Result<User, StoreError> {
         )?,
         email_verified: r.try_get::<i64, _>("email_verified").map_err(get_err)? != 0,
         disabled: r.try_get::<i64, _>("disabled").map_err(get_err)? != 0,
+        mfa_enabled: r.try_get::<i64, _>("totp_confirmed").map_err(get_err)? != 0,
         created_at: r.try_get("created_at").map_err(get_err)?,
     })
 }
@@ -391,6 +392,7 @@ impl AccountStore for SqliteStore {
             identity: sesame_core::store::Identity::Email(user.email),
             email_verified: user.email_verified,
             disabled: false,
+            mfa_enabled: false,
             created_at: now,
         })
     }
@@ -654,6 +656,167 @@ impl AccountStore for SqliteStore {
                 )
             })
             .collect()
+    }
+
+    async fn set_email(
+        &self,
+        id: UserId,
+        email: &Email,
+        verified: bool,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE users SET email = ?, email_key = ?, email_verified = ?, updated_at = ? \
+             WHERE id = ? AND external_id IS NULL",
+        )
+        .bind(email.as_str())
+        .bind(email.key())
+        .bind(i64::from(verified))
+        .bind(self.clock.now())
+        .bind(id.as_bytes().as_slice())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn mark_email_verified(&self, id: UserId, email: &Email) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE users SET email_verified = 1, updated_at = ? WHERE id = ? AND email_key = ?",
+        )
+        .bind(self.clock.now())
+        .bind(id.as_bytes().as_slice())
+        .bind(email.key())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn totp_factor(&self, id: UserId) -> Result<Option<TotpFactor>, StoreError> {
+        let row = sqlx::query("SELECT totp_secret, totp_confirmed FROM users WHERE id = ?")
+            .bind(id.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(classify)?;
+        let Some(r) = row else { return Ok(None) };
+        let e = |_| corrupt("totp factor");
+        let secret: Option<Vec<u8>> = r.try_get("totp_secret").map_err(e)?;
+        let confirmed = r.try_get::<i64, _>("totp_confirmed").map_err(e)? != 0;
+        Ok(secret.map(|sealed_secret| TotpFactor {
+            sealed_secret,
+            confirmed,
+        }))
+    }
+
+    async fn put_pending_totp(&self, id: UserId, sealed: &[u8]) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE users SET totp_secret = ?, totp_confirmed = 0, totp_last_step = NULL, updated_at = ? \
+             WHERE id = ? AND totp_confirmed = 0",
+        )
+        .bind(sealed)
+        .bind(self.clock.now())
+        .bind(id.as_bytes().as_slice())
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn confirm_totp(
+        &self,
+        id: UserId,
+        step: i64,
+        recovery: &[[u8; 32]],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_confirmed = 1, totp_last_step = ?, updated_at = ? \
+             WHERE id = ? AND totp_secret IS NOT NULL AND totp_confirmed = 0",
+        )
+        .bind(step)
+        .bind(self.clock.now())
+        .bind(id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if n != 1 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        for h in recovery {
+            sqlx::query("INSERT INTO recovery_codes (user_id, hash) VALUES (?, ?)")
+                .bind(id.as_bytes().as_slice())
+                .bind(h.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)?;
+        Ok(true)
+    }
+
+    async fn remove_totp(&self, id: UserId) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "UPDATE users SET totp_secret = NULL, totp_confirmed = 0, totp_last_step = NULL, updated_at = ? \
+             WHERE id = ? AND totp_secret IS NOT NULL",
+        )
+        .bind(self.clock.now())
+        .bind(id.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(id.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        Ok(n == 1)
+    }
+
+    async fn use_totp_step(&self, id: UserId, step: i64) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE users SET totp_last_step = ? WHERE id = ? AND totp_confirmed = 1 \
+             AND (totp_last_step IS NULL OR totp_last_step < ?)",
+        )
+        .bind(step)
+        .bind(id.as_bytes().as_slice())
+        .bind(step)
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        let n = sqlx::query("DELETE FROM recovery_codes WHERE user_id = ? AND hash = ?")
+            .bind(id.as_bytes().as_slice())
+            .bind(hash.as_slice())
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn recovery_codes_left(&self, id: UserId) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?")
+            .bind(id.as_bytes().as_slice())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(u32::try_from(n).unwrap_or(0))
     }
 
     async fn purge_accounts(&self, audit_before: UnixTime) -> Result<Purged, StoreError> {
@@ -1012,6 +1175,27 @@ impl SessionStore for SqliteStore {
             revocations,
             ..Purged::default()
         })
+    }
+
+    async fn reauthenticate(&self, id: SessionId, aal: Aal) -> Result<Option<Session>, StoreError> {
+        let now = self.clock.now();
+        let n = sqlx::query(
+            "UPDATE sessions SET auth_time = ?, aal = ? WHERE id = ? AND revoked_at IS NULL \
+             AND expires_at > ? AND (idle_expires_at IS NULL OR idle_expires_at > ?)",
+        )
+        .bind(now)
+        .bind(aal.as_str())
+        .bind(id.as_bytes().as_slice())
+        .bind(now)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if n != 1 {
+            return Ok(None);
+        }
+        Ok(self.load(id).await?.map(|r| r.session))
     }
 
     async fn count_live(&self) -> Result<u64, StoreError> {

@@ -248,7 +248,8 @@ async fn pending_migrations_then_none() {
         store.pending_migrations().await.unwrap(),
         vec![
             "1 initial".to_string(),
-            "2 external users one time tokens".to_string()
+            "2 external users one time tokens".to_string(),
+            "3 second factor".to_string()
         ]
     );
     store.migrate().await.unwrap();

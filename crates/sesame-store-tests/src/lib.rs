@@ -77,6 +77,9 @@ macro_rules! conformance_tests {
             user_claims_reach_live_sessions,
             audit_reads_with_filters_and_purges,
             purge_removes_ended_sessions_and_old_revocations,
+            email_change_and_verification,
+            totp_factor_lifecycle_and_single_use,
+            reauthenticate_touches_live_sessions_only,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {
@@ -1176,4 +1179,224 @@ pub async fn purge_removes_ended_sessions_and_old_revocations(h: Harness) {
         assert!(h.sessions.revocations_after(0, 10_000).await.unwrap().len() < start);
     }
     assert!(h.sessions.session(live.id).await.unwrap().is_some());
+}
+
+/// Email change keeps uniqueness; verification only holds for the address
+/// the account still has.
+pub async fn email_change_and_verification(h: Harness) {
+    let a = user(&h, "old@example.com").await;
+    let b = user(&h, "taken@example.com").await;
+    let new = Email::parse("New@Example.com").unwrap();
+    let old = Email::parse("old@example.com").unwrap();
+    // A link for the old address no longer verifies once the address changed.
+    assert!(h.accounts.set_email(a.id, &new, false).await.unwrap());
+    assert!(!h.accounts.mark_email_verified(a.id, &old).await.unwrap());
+    let got = h.accounts.user_by_id(a.id).await.unwrap().unwrap();
+    assert_eq!(got.email().map(Email::as_str), Some("New@example.com"));
+    assert!(!got.email_verified);
+    assert!(h.accounts.user_by_email(&old).await.unwrap().is_none());
+    assert!(h.accounts.mark_email_verified(a.id, &new).await.unwrap());
+    assert!(
+        h.accounts
+            .user_by_id(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+    // Taken, case-insensitively: a conflict, nothing changes.
+    let taken = Email::parse("TAKEN@example.com").unwrap();
+    assert!(matches!(
+        h.accounts.set_email(a.id, &taken, false).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        h.accounts
+            .user_by_id(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
+    assert_eq!(
+        h.accounts
+            .user_by_email(&taken)
+            .await
+            .unwrap()
+            .unwrap()
+            .user
+            .id,
+        b.id
+    );
+    // Shadow users have no email to change.
+    let x = ExternalId::parse("ext-email").unwrap();
+    let shadow = h.accounts.external_user(&x, UserId::new()).await.unwrap();
+    let other = Email::parse("shadow@example.com").unwrap();
+    assert!(!h.accounts.set_email(shadow.id, &other, true).await.unwrap());
+}
+
+/// TOTP: pending → confirmed (with recovery codes) → steps used once and
+/// in order, also under concurrency → recovery codes consumed once →
+/// removed with its codes.
+pub async fn totp_factor_lifecycle_and_single_use(h: Harness) {
+    let u = user(&h, "totp@example.com").await;
+    assert_eq!(h.accounts.totp_factor(u.id).await.unwrap(), None);
+    assert!(
+        !h.accounts.use_totp_step(u.id, 1).await.unwrap(),
+        "no factor"
+    );
+    assert!(
+        h.accounts
+            .put_pending_totp(u.id, b"sealed-1")
+            .await
+            .unwrap()
+    );
+    // A pending factor may be replaced; it does not guard login yet.
+    assert!(
+        h.accounts
+            .put_pending_totp(u.id, b"sealed-2")
+            .await
+            .unwrap()
+    );
+    let f = h.accounts.totp_factor(u.id).await.unwrap().unwrap();
+    assert_eq!(
+        (f.sealed_secret.as_slice(), f.confirmed),
+        (&b"sealed-2"[..], false)
+    );
+    assert!(
+        !h.accounts
+            .user_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mfa_enabled
+    );
+    assert!(
+        !h.accounts.use_totp_step(u.id, 100).await.unwrap(),
+        "pending"
+    );
+
+    let codes: Vec<[u8; 32]> = (0..10u8).map(|i| [i; 32]).collect();
+    assert!(h.accounts.confirm_totp(u.id, 100, &codes).await.unwrap());
+    assert!(
+        !h.accounts.confirm_totp(u.id, 101, &codes).await.unwrap(),
+        "twice"
+    );
+    assert!(
+        h.accounts
+            .user_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mfa_enabled
+    );
+    let cred = h
+        .accounts
+        .user_by_email(&Email::parse("totp@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(cred.user.mfa_enabled);
+    assert!(
+        !h.accounts
+            .put_pending_totp(u.id, b"sealed-3")
+            .await
+            .unwrap(),
+        "confirmed stays"
+    );
+    assert_eq!(h.accounts.recovery_codes_left(u.id).await.unwrap(), 10);
+
+    // The confirming step is spent; older steps never work again.
+    assert!(!h.accounts.use_totp_step(u.id, 100).await.unwrap());
+    assert!(!h.accounts.use_totp_step(u.id, 99).await.unwrap());
+    // Eight concurrent uses of one step: exactly one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let a = h.accounts.clone();
+        let id = u.id;
+        tasks.push(tokio::spawn(async move { a.use_totp_step(id, 101).await }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    assert!(h.accounts.use_totp_step(u.id, 103).await.unwrap());
+    assert!(!h.accounts.use_totp_step(u.id, 102).await.unwrap());
+
+    assert!(h.accounts.use_recovery_code(u.id, &[3; 32]).await.unwrap());
+    assert!(!h.accounts.use_recovery_code(u.id, &[3; 32]).await.unwrap());
+    assert!(!h.accounts.use_recovery_code(u.id, &[42; 32]).await.unwrap());
+    let other = user(&h, "other-totp@example.com").await;
+    assert!(
+        !h.accounts
+            .use_recovery_code(other.id, &[4; 32])
+            .await
+            .unwrap(),
+        "not theirs"
+    );
+    assert_eq!(h.accounts.recovery_codes_left(u.id).await.unwrap(), 9);
+
+    assert!(h.accounts.remove_totp(u.id).await.unwrap());
+    assert!(!h.accounts.remove_totp(u.id).await.unwrap());
+    assert_eq!(h.accounts.totp_factor(u.id).await.unwrap(), None);
+    assert_eq!(h.accounts.recovery_codes_left(u.id).await.unwrap(), 0);
+    assert!(
+        !h.accounts
+            .user_by_id(u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .mfa_enabled
+    );
+    // Enrolling again starts from scratch: old steps count again.
+    assert!(
+        h.accounts
+            .put_pending_totp(u.id, b"sealed-4")
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.accounts
+            .confirm_totp(u.id, 50, &codes[..2])
+            .await
+            .unwrap()
+    );
+    assert!(h.accounts.use_totp_step(u.id, 51).await.unwrap());
+    assert_eq!(h.accounts.recovery_codes_left(u.id).await.unwrap(), 2);
+}
+
+/// Re-authentication moves `auth_time` to store time and sets `aal`, on
+/// live sessions only.
+pub async fn reauthenticate_touches_live_sessions_only(h: Harness) {
+    let u = user(&h, "reauth@example.com").await;
+    let s = session(&h, new_session(u.id, Transport::Hybrid, 10)).await;
+    assert_eq!((s.auth_time, s.aal), (T0, Aal::Aal1));
+    h.clock.advance(120);
+    let r = h
+        .sessions
+        .reauthenticate(s.id, Aal::Aal2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.auth_time, r.aal), (T0 + 120, Aal::Aal2));
+    let read = h.sessions.session(s.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.auth_time, read.aal, read.generation),
+        (T0 + 120, Aal::Aal2, 0)
+    );
+    h.sessions.revoke(s.id, RevokeReason::Logout).await.unwrap();
+    assert_eq!(
+        h.sessions.reauthenticate(s.id, Aal::Aal1).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        h.sessions
+            .reauthenticate(SessionId::random(), Aal::Aal1)
+            .await
+            .unwrap(),
+        None
+    );
 }

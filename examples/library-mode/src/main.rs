@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
             master_key: zeroize::Zeroizing::new(crypto::random::<32>()),
             generate_missing_keys: true,
             on_revoked: None,
+            on_notice: None,
         },
         EngineConfig::new("https://app.example", "my-api"),
     )

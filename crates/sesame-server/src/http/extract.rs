@@ -55,6 +55,8 @@ pub struct AppState {
     pub feed: Arc<super::feed::FeedHub>,
     /// Rate limits; `None` when `rate_limits = false`.
     pub limiter: Option<crate::rate_limit::RateLimiter>,
+    /// Queues mail; never waits for the mail server.
+    pub mailer: crate::mail::Mailer,
 }
 
 /// A JSON body: `application/json` (else 415), ≤ 16 KiB (else 413),
@@ -70,6 +72,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             return Err(ApiError::unsupported_media());
         }
         let bytes = read_body(req, state).await?;
+        object_only(&bytes)?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::invalid("body", e.to_string()))
@@ -92,9 +95,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
         if !has_type {
             return Err(ApiError::unsupported_media());
         }
+        object_only(&bytes)?;
         serde_json::from_slice(&bytes)
             .map(|v| Self(Some(v)))
             .map_err(|e| ApiError::invalid("body", e.to_string()))
+    }
+}
+
+/// Every body of the API is a JSON object. serde's derived structs also
+/// accept a JSON *array* of the fields in order (`["a@b.c", "pw"]` would log
+/// in), so anything else is refused before parsing.
+fn object_only(bytes: &[u8]) -> Result<(), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(ApiError::invalid("body", "must be a JSON object")),
     }
 }
 

@@ -40,6 +40,17 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         routes::sessions,
         routes::revoke_session,
         routes::change_password,
+        super::account::login_mfa,
+        super::account::verify,
+        super::account::resend_verification,
+        super::account::forgot_password,
+        super::account::reset_password,
+        super::account::reauthenticate,
+        super::account::change_email,
+        super::account::begin_totp,
+        super::account::confirm_totp,
+        super::account::remove_totp,
+        super::account::delete_account,
         super::admin::exchange,
         super::feed::revocations,
         super::admin::create_session,
@@ -62,6 +73,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
     modifiers(&SecuritySchemes, &MetricsListener, &OptionalRefreshBody),
     tags(
         (name = "auth", description = "Accounts, sign-in, token refresh and sessions."),
+        (name = "account", description = "Email verification, password reset, re-authentication, email change, the TOTP second factor and account delete."),
         (name = "keys", description = "Public keys for verifying access tokens."),
         (name = "resource servers", description = "The revocation feed (a service API key)."),
         (name = "admin", description = "Sessions for externally authenticated users, users and keys (an admin API key)."),
@@ -266,7 +278,10 @@ pub(crate) struct Problem {
     /// `csrf_rejected`, `email_not_verified`, `account_disabled`, `not_found`,
     /// `method_not_allowed`, `email_taken`, `session_limit_reached`,
     /// `payload_too_large`, `unsupported_media_type`, `storage_unavailable`,
-    /// `overloaded`, `internal_error`.
+    /// `overloaded`, `internal_error`, `rate_limited`, `handoff_code_invalid`,
+    /// `mfa_required`, `invalid_mfa_code`, `mfa_challenge_invalid`,
+    /// `reauthentication_required`, `link_invalid`, `mfa_already_enabled`,
+    /// `mfa_not_pending`.
     #[schema(example = "invalid_credentials")]
     code: String,
     /// More human detail, when there is any.
@@ -278,6 +293,12 @@ pub(crate) struct Problem {
     /// `session_revoked` only: why the session ended.
     #[serde(default)]
     reason: RevokeReasonName,
+    /// `mfa_required` only: the one-time challenge for `POST /auth/login/mfa`.
+    #[serde(default)]
+    challenge: String,
+    /// `mfa_required` only: the accepted methods (`totp`, `recovery_code`).
+    #[serde(default)]
+    methods: Vec<String>,
 }
 
 /// One invalid field of an `invalid_request` problem.
@@ -337,6 +358,8 @@ pub(crate) struct User {
     email: String,
     /// Whether the address was proven.
     email_verified: bool,
+    /// Whether a confirmed TOTP factor guards sign-in.
+    mfa_enabled: bool,
     /// Unix seconds.
     created_at: i64,
 }
@@ -577,4 +600,69 @@ pub(crate) enum RevokeReasonName {
     AccountDisabled,
     /// Ended after a restore from backup.
     Restored,
+}
+
+/// A request accepted for work that happens after the answer (`202`).
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes account.rs's JSON for the OpenAPI document"
+)]
+pub(crate) struct Accepted {
+    /// `verification_sent` or `reset_requested`.
+    #[schema(example = "reset_requested")]
+    status: String,
+    /// A human explanation.
+    detail: String,
+}
+
+/// A recorded re-authentication.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes account.rs's JSON for the OpenAPI document"
+)]
+pub(crate) struct Reauthenticated {
+    /// Unix seconds of this check (the session's new `auth_time`).
+    auth_time: i64,
+    /// `aal1` or `aal2`.
+    #[schema(example = "aal2")]
+    aal: String,
+}
+
+/// The recovery codes of a new factor, shown once.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes account.rs's JSON for the OpenAPI document"
+)]
+pub(crate) struct RecoveryCodes {
+    /// Ten single-use codes of 80 bits (`xxxx-xxxx-xxxx-xxxx`).
+    recovery_codes: Vec<String>,
+}
+
+/// A pending TOTP factor.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes account.rs's JSON for the OpenAPI document"
+)]
+pub(crate) struct TotpEnrolmentResponse {
+    /// The secret in base32, for typing into an app.
+    secret: String,
+    /// The `otpauth://totp/…` URI.
+    otpauth_uri: String,
+    /// A QR code of the URI: a `data:image/svg+xml;base64,…` URI.
+    qr_svg: String,
+}
+
+/// A user, wrapped.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "describes account.rs's JSON for the OpenAPI document"
+)]
+pub(crate) struct UserResponse {
+    /// The user.
+    user: User,
 }

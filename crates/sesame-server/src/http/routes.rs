@@ -68,6 +68,7 @@ pub(crate) fn user_json(u: &User) -> serde_json::Value {
         "id": u.id,
         "email": u.email(),
         "email_verified": u.email_verified,
+        "mfa_enabled": u.mfa_enabled,
         "created_at": u.created_at,
     });
     // Shadow users of external ids have no email; they show the caller's id.
@@ -253,7 +254,10 @@ pub(crate) async fn login(
     crate::telemetry::login(&result);
     if let Some(l) = &state.limiter {
         match &result {
-            Ok(_) => l.login_succeeded(&account, ip).await,
+            // The password was right: the second step has its own budget.
+            Ok(_) | Err(sesame_core::Error::MfaRequired { .. }) => {
+                l.login_succeeded(&account, ip).await;
+            }
             Err(sesame_core::Error::InvalidCredentials) => l.login_failed(&account, ip).await,
             Err(_) => {}
         }
@@ -263,17 +267,17 @@ pub(crate) async fn login(
 
 /// The per-account key of a limit: the email's uniqueness key, or (for
 /// input that is not an address) the trimmed, lower-cased text.
-fn account_key(email: &str) -> String {
+pub(crate) fn account_key(email: &str) -> String {
     sesame_core::ids::Email::parse(email).map_or_else(|_| email.trim().to_lowercase(), |e| e.key())
 }
 
 /// The per-IP key of a limit.
-fn ip_key(ip: Option<std::net::IpAddr>) -> String {
+pub(crate) fn ip_key(ip: Option<std::net::IpAddr>) -> String {
     ip.map_or_else(|| "ip:-".to_owned(), |ip| format!("ip:{ip}"))
 }
 
 /// Takes one request of the limit `pick` chooses, for `key`; 429 past it.
-async fn limit(
+pub(crate) async fn limit(
     state: &AppState,
     route: &'static str,
     which: &'static str,
@@ -403,7 +407,7 @@ pub(crate) async fn logout(
 }
 
 /// 204 that expires Sesame's cookies.
-fn ended(state: &AppState) -> Response {
+pub(crate) fn ended(state: &AppState) -> Response {
     let mut res = StatusCode::NO_CONTENT.into_response();
     state.cookies.expire_all(res.headers_mut());
     res

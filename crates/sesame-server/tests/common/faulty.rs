@@ -7,7 +7,7 @@ use sesame_core::clock::UnixTime;
 use sesame_core::ids::{Email, SessionId, UserId};
 use sesame_core::keys::KeyRecord;
 use sesame_core::rotation::{Presented, RotationPolicy};
-use sesame_core::session::{RevokeReason, Session};
+use sesame_core::session::{Aal, RevokeReason, Session};
 use sesame_core::store::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -131,10 +131,60 @@ impl<S: AccountStore> AccountStore for FaultyStore<S> {
         self.faults.check()?;
         self.inner.purge_accounts(audit_before).await
     }
+    async fn set_email(
+        &self,
+        id: UserId,
+        email: &Email,
+        verified: bool,
+    ) -> Result<bool, StoreError> {
+        self.faults.check()?;
+        self.inner.set_email(id, email, verified).await
+    }
+    async fn mark_email_verified(&self, id: UserId, email: &Email) -> Result<bool, StoreError> {
+        self.faults.check()?;
+        self.inner.mark_email_verified(id, email).await
+    }
+    async fn totp_factor(&self, id: UserId) -> Result<Option<TotpFactor>, StoreError> {
+        self.faults.check()?;
+        self.inner.totp_factor(id).await
+    }
+    async fn put_pending_totp(&self, id: UserId, sealed: &[u8]) -> Result<bool, StoreError> {
+        self.faults.check()?;
+        self.inner.put_pending_totp(id, sealed).await
+    }
+    async fn confirm_totp(
+        &self,
+        id: UserId,
+        step: i64,
+        recovery: &[[u8; 32]],
+    ) -> Result<bool, StoreError> {
+        self.faults.check()?;
+        self.inner.confirm_totp(id, step, recovery).await
+    }
+    async fn remove_totp(&self, id: UserId) -> Result<bool, StoreError> {
+        self.faults.check()?;
+        self.inner.remove_totp(id).await
+    }
+    async fn use_totp_step(&self, id: UserId, step: i64) -> Result<bool, StoreError> {
+        self.faults.check()?;
+        self.inner.use_totp_step(id, step).await
+    }
+    async fn use_recovery_code(&self, id: UserId, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        self.faults.check()?;
+        self.inner.use_recovery_code(id, hash).await
+    }
+    async fn recovery_codes_left(&self, id: UserId) -> Result<u32, StoreError> {
+        self.faults.check()?;
+        self.inner.recovery_codes_left(id).await
+    }
 }
 
 #[async_trait]
 impl<S: SessionStore> SessionStore for FaultyStore<S> {
+    async fn reauthenticate(&self, id: SessionId, aal: Aal) -> Result<Option<Session>, StoreError> {
+        self.faults.check()?;
+        self.inner.reauthenticate(id, aal).await
+    }
     async fn create_session(&self, new: NewSession) -> Result<Created, StoreError> {
         self.faults.check()?;
         self.inner.create_session(new).await

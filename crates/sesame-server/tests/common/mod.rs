@@ -6,6 +6,7 @@
 
 pub mod faulty;
 pub mod jwt;
+pub mod smtp;
 pub mod sse;
 
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -241,6 +242,37 @@ impl TestServer {
 
     pub fn engine(&self) -> &sesame_core::Engine {
         &self.running.as_ref().unwrap().engine
+    }
+
+    /// The server's mailer (what the routes send with). Point it at a real
+    /// SMTP server with `raw.smtp_url = Some(sink.url().into())` in the
+    /// config tweak; without one, development mode keeps an outbox.
+    pub fn mailer(&self) -> &sesame_server::mail::Mailer {
+        &self.running.as_ref().unwrap().mailer
+    }
+
+    /// `GET /dev/outbox` over HTTP from 127.0.0.1: the mails the development
+    /// mailer kept (`[{to, subject, text, kind, sent_at}]`).
+    pub async fn outbox(&self) -> Answer {
+        answer(
+            reqwest::Client::new()
+                .get(format!("{}/dev/outbox", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// The newest outbox mail to `to`, if any.
+    pub async fn outbox_mail_to(&self, to: &str) -> Option<Value> {
+        let a = self.outbox().await;
+        a.body
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|m| m["to"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(to)))
+            .cloned()
     }
 
     /// `http://<metrics listener>/metrics`, when `metrics_bind` is set.
