@@ -196,10 +196,19 @@ pub struct Engine {
     dummy_hash: String,
     on_revoked: Option<RevocationHook>,
     on_notice: Option<NoticeHook>,
+    /// Recently read user rows ([`USER_CACHE_TTL`]): refresh and `/auth/me`
+    /// need the user for their answer, and reading it each time doubled
+    /// their store round trips. This instance forgets a user the moment it
+    /// changes one; changes made elsewhere show within the TTL (a disabled
+    /// user's sessions are revoked in the store, so that never waits).
+    users: quick_cache::sync::Cache<UserId, (User, std::time::Instant)>,
     /// When an unknown `kid` last triggered a reload (at most one per
     /// [`UNKNOWN_KID_RELOAD_EVERY`], so garbage kids cannot hammer the store).
     last_kid_reload: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a cached user row is used (see `Engine::users`).
+pub const USER_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// Minimum spacing of key-ring reloads triggered by unknown `kid`s.
 pub const UNKNOWN_KID_RELOAD_EVERY: Duration = Duration::from_secs(5);
@@ -293,6 +302,7 @@ impl Engine {
             last_kid_reload: std::sync::Mutex::new(None),
             on_revoked: parts.on_revoked,
             on_notice: parts.on_notice,
+            users: quick_cache::sync::Cache::new(10_000),
         })
     }
 
@@ -361,6 +371,25 @@ impl Engine {
         )
         .await;
         self.reload_keys().await
+    }
+
+    /// A user by id, from the short-lived cache when fresh.
+    async fn user_cached(&self, id: UserId) -> Result<Option<User>, Error> {
+        if let Some((u, at)) = self.users.get(&id)
+            && at.elapsed() < USER_CACHE_TTL
+        {
+            return Ok(Some(u));
+        }
+        let u = self.accounts.user_by_id(id).await?;
+        if let Some(u) = &u {
+            self.users.insert(id, (u.clone(), std::time::Instant::now()));
+        }
+        Ok(u)
+    }
+
+    /// Drops a user from the cache after this instance changed it.
+    fn forget_user(&self, id: UserId) {
+        self.users.remove(&id);
     }
 
     /// The public JWKS.
@@ -824,8 +853,7 @@ impl Engine {
             }
         };
         let user = self
-            .accounts
-            .user_by_id(session.user_id)
+            .user_cached(session.user_id)
             .await?
             .ok_or(Error::RefreshTokenInvalid)?;
         if user.disabled {
@@ -901,8 +929,7 @@ impl Engine {
             return Err(Error::SessionRevoked(r));
         }
         let user = self
-            .accounts
-            .user_by_id(claims.user_id())
+            .user_cached(claims.user_id())
             .await?
             .ok_or(Error::InvalidToken)?;
         Ok((user, session))
@@ -1059,6 +1086,7 @@ impl Engine {
         if !self.accounts.set_disabled(user, disabled).await? {
             return Err(Error::NotFound);
         }
+        self.forget_user(user);
         self.audit(
             if disabled {
                 "user_disabled"
@@ -1227,7 +1255,9 @@ impl Engine {
         }
         self.revoke_user_sessions(user, None, RevokeReason::AccountDeleted, None)
             .await?;
-        if !self.accounts.delete_user(user).await? {
+        let deleted = self.accounts.delete_user(user).await?;
+        self.forget_user(user);
+        if !deleted {
             return Err(Error::NotFound);
         }
         self.audit("user_deleted", Some(user), None, None, json!({}))

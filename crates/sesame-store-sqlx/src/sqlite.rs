@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use sesame_core::clock::{Clock, UnixTime};
 use sesame_core::ids::{Email, SessionId, UserId};
 use sesame_core::keys::{KeyRecord, KeyState, SigningAlg};
-use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, decide};
+use sesame_core::rotation::{Channel, Decision, Presented, RefreshState, RotationPolicy, decide};
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
     AccountStore, AuditEvent, AuditFilter, AuditRecord, Created, ExternalId, NewSession, NewUser,
@@ -275,6 +275,48 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+    }
+
+    /// Rotates `id` if the presented token is its current one on a live
+    /// session and on the session's own channel — the conditions under which
+    /// `decide` answers `Rotate` — and returns the new row (RETURNING: one
+    /// statement, one trip to the writer thread). `None`: no such row.
+    async fn rotate_current(
+        &self,
+        id: SessionId,
+        p: &Presented,
+        policy: &RotationPolicy,
+        now: UnixTime,
+    ) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "UPDATE sessions SET gen = gen + 1, prev = cur, cur = ?, rotated_at = ?, rotated_ua_hash = ?, \
+             grace_answers = 0, last_seen_at = ?, \
+             idle_expires_at = CASE WHEN ? IS NULL THEN NULL ELSE MIN(? + ?, expires_at) END \
+             WHERE id = ? AND gen = ? AND cur = ? AND revoked_at IS NULL \
+             AND expires_at > ? AND (idle_expires_at IS NULL OR idle_expires_at > ?) \
+             AND (transport = 'bearer') = ? \
+             RETURNING {SESSION_COLS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(p.successor_hash.as_slice())
+            .bind(now)
+            .bind(p.ua_hash.as_slice())
+            .bind(now)
+            .bind(policy.idle_ttl)
+            .bind(now)
+            .bind(policy.idle_ttl)
+            .bind(id.as_bytes().as_slice())
+            .bind(i64::from(p.generation))
+            .bind(p.secret_hash.as_slice())
+            .bind(now)
+            .bind(now)
+            .bind(matches!(p.channel, Channel::Body))
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(classify)?;
+        row.as_ref()
+            .map(|r| session_from_row(r).map(|r| r.session))
+            .transpose()
     }
 
     async fn load(&self, id: SessionId) -> Result<Option<Row_>, StoreError> {
@@ -927,39 +969,36 @@ impl SessionStore for SqliteStore {
         p: &Presented,
         policy: &RotationPolicy,
     ) -> Result<RotationOutcome, StoreError> {
+        // Fast path, one statement: the common case (the current token, on a
+        // live session, on its own channel) is exactly the row this WHERE
+        // matches — the conditions under which `decide` answers `Rotate` —
+        // so it rotates without reading first. Anything else (grace, stale,
+        // reuse, expiry, a lost race) falls through to read-and-decide.
+        let now = self.clock.now();
+        if let Some(s) = self.rotate_current(id, p, policy, now).await? {
+            return Ok(RotationOutcome::Rotated(s));
+        }
         let mut lost_race = false;
         // Each lost conditional write means another request changed the row;
         // a handful of retries covers any real interleaving.
-        for _ in 0..8 {
+        for attempt in 0..8 {
             let Some(row) = self.load(id).await? else {
                 return Ok(RotationOutcome::NotFound);
             };
+            // The fast path lost a race if, by now, exactly the presented
+            // generation was rotated since it ran (the same rule as a lost
+            // conditional write below).
+            if attempt == 0
+                && row.state.generation == p.generation + 1
+                && row.state.rotated_at >= now
+            {
+                lost_race = true;
+            }
             let now = self.clock.now();
             match decide(&row.state, p, now, policy, lost_race) {
                 Decision::Rotate => {
-                    let n = sqlx::query(
-                        "UPDATE sessions SET gen = gen + 1, prev = cur, cur = ?, rotated_at = ?, rotated_ua_hash = ?, \
-                         grace_answers = 0, last_seen_at = ?, \
-                         idle_expires_at = CASE WHEN ? IS NULL THEN NULL ELSE MIN(? + ?, expires_at) END \
-                         WHERE id = ? AND gen = ? AND cur = ? AND revoked_at IS NULL",
-                    )
-                    .bind(p.successor_hash.as_slice())
-                    .bind(now)
-                    .bind(p.ua_hash.as_slice())
-                    .bind(now)
-                    .bind(policy.idle_ttl)
-                    .bind(now)
-                    .bind(policy.idle_ttl)
-                    .bind(id.as_bytes().as_slice())
-                    .bind(i64::from(p.generation))
-                    .bind(p.secret_hash.as_slice())
-                    .execute(&self.writer)
-                    .await
-                    .map_err(classify)?
-                    .rows_affected();
-                    if n == 1 {
-                        let s = self.load(id).await?.ok_or_else(|| corrupt("vanished"))?;
-                        return Ok(RotationOutcome::Rotated(s.session));
+                    if let Some(s) = self.rotate_current(id, p, policy, now).await? {
+                        return Ok(RotationOutcome::Rotated(s));
                     }
                     lost_race = true;
                 }

@@ -106,7 +106,9 @@ impl Engine {
             .and_then(|e| e.as_str())
             .and_then(|e| Email::parse(e).ok())
             .ok_or(Error::LinkInvalid)?;
-        if !self.accounts.mark_email_verified(t.user_id, &email).await? {
+        let marked = self.accounts.mark_email_verified(t.user_id, &email).await?;
+        self.forget_user(t.user_id);
+        if !marked {
             return Err(Error::LinkInvalid);
         }
         self.audit("email_verified", Some(t.user_id), None, ip, json!({}))
@@ -222,6 +224,7 @@ impl Engine {
             .and_then(|e| Email::parse(e).ok());
         if let Some(e) = &mailed {
             self.accounts.mark_email_verified(user.id, e).await?;
+            self.forget_user(user.id);
         }
         self.audit("password_reset", Some(user.id), None, ip, json!({}))
             .await;
@@ -524,7 +527,9 @@ impl Engine {
         if old.key() == new.key() {
             return Ok(user);
         }
-        match self.accounts.set_email(user.id, &new, false).await {
+        let changed = self.accounts.set_email(user.id, &new, false).await;
+        self.forget_user(user.id);
+        match changed {
             Ok(true) => {}
             Ok(false) => return Err(Error::InvalidToken),
             Err(StoreError::Conflict) => return Err(Error::EmailTaken),
@@ -594,7 +599,9 @@ impl Engine {
         };
         let codes = totp::recovery_codes();
         let hashes: Vec<[u8; 32]> = codes.iter().map(|c| c.1).collect();
-        if !self.accounts.confirm_totp(user, step, &hashes).await? {
+        let confirmed = self.accounts.confirm_totp(user, step, &hashes).await?;
+        self.forget_user(user);
+        if !confirmed {
             return Err(Error::MfaNotPending);
         }
         self.sessions
@@ -645,7 +652,9 @@ impl Engine {
             .user_by_id(user)
             .await?
             .ok_or(Error::NotFound)?;
-        if !self.accounts.remove_totp(user).await? {
+        let removed = self.accounts.remove_totp(user).await?;
+        self.forget_user(user);
+        if !removed {
             return Err(Error::NotFound);
         }
         self.audit(
