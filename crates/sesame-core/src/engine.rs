@@ -382,7 +382,8 @@ impl Engine {
         }
         let u = self.accounts.user_by_id(id).await?;
         if let Some(u) = &u {
-            self.users.insert(id, (u.clone(), std::time::Instant::now()));
+            self.users
+                .insert(id, (u.clone(), std::time::Instant::now()));
         }
         Ok(u)
     }

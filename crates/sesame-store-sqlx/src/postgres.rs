@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use sesame_core::clock::UnixTime;
 use sesame_core::ids::{Email, SessionId, UserId};
 use sesame_core::keys::{KeyRecord, KeyState, SigningAlg};
-use sesame_core::rotation::{Decision, Presented, RefreshState, RotationPolicy, decide};
+use sesame_core::rotation::{Channel, Decision, Presented, RefreshState, RotationPolicy, decide};
 use sesame_core::session::{Aal, RevokeReason, Session, Transport};
 use sesame_core::store::{
     AccountStore, AuditEvent, AuditFilter, AuditRecord, Created, ExternalId, NewSession, NewUser,
@@ -1171,13 +1171,57 @@ impl SessionStore for PgStore {
         p: &Presented,
         policy: &RotationPolicy,
     ) -> Result<RotationOutcome, StoreError> {
+        // Fast path, one statement at the database's own time: the common
+        // case (the current token, on a live session, on its own channel)
+        // is exactly the row this WHERE matches — the conditions under which
+        // `decide` answers `Rotate` — so it rotates without reading first.
+        // Anything else falls through to read-and-decide.
+        let fast = format!(
+            "WITH n AS (SELECT COALESCE($8::BIGINT, {DB_NOW}) AS now) \
+             UPDATE sessions SET gen = gen + 1, prev = cur, cur = $1, rotated_at = n.now, \
+             rotated_ua_hash = $3, grace_answers = 0, last_seen_at = n.now, \
+             idle_expires_at = CASE WHEN $4::BIGINT IS NULL THEN NULL \
+                                    ELSE LEAST(n.now + $4::BIGINT, expires_at) END \
+             FROM n \
+             WHERE id = $5 AND gen = $6 AND cur = $7 AND revoked_at IS NULL \
+               AND expires_at > n.now AND (idle_expires_at IS NULL OR idle_expires_at > n.now) \
+               AND (transport = 'bearer') = $2 \
+             RETURNING {SESSION_COLS}, n.now AS fast_now"
+        );
+        let fast_now = {
+            let updated = sqlx::query(sqlx::AssertSqlSafe(fast))
+                .bind(p.successor_hash.as_slice())
+                .bind(matches!(p.channel, Channel::Body))
+                .bind(p.ua_hash.as_slice())
+                .bind(policy.idle_ttl)
+                .bind(id.as_bytes().as_slice())
+                .bind(i64::from(p.generation))
+                .bind(p.secret_hash.as_slice())
+                .bind(self.clock.fixed())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(classify)?;
+            if let Some(r) = updated {
+                return Ok(RotationOutcome::Rotated(session_from_row(&r)?.session));
+            }
+            self.clock.fixed()
+        };
         let mut lost_race = false;
         // Each lost conditional write means another request changed the row;
         // a handful of retries covers any real interleaving.
-        for _ in 0..8 {
+        for attempt in 0..8 {
             let Some((row, now)) = self.load(id).await? else {
                 return Ok(RotationOutcome::NotFound);
             };
+            // The fast path lost a race if the presented generation was
+            // rotated within the last second, as a lost conditional write
+            // below would have (the fast path read no row to compare).
+            if attempt == 0
+                && row.state.generation == p.generation + 1
+                && row.state.rotated_at >= fast_now.unwrap_or(now) - 1
+            {
+                lost_race = true;
+            }
             match decide(&row.state, p, now, policy, lost_race) {
                 Decision::Rotate => {
                     // The WHERE repeats every precondition of the decision,
