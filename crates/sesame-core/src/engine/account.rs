@@ -19,9 +19,9 @@ use serde_json::json;
 /// One-time-token kinds and the prefixes of their tokens. The prefix lets a
 /// token of one kind be refused before any store call when presented as
 /// another, and the kind column makes the store refuse it too.
-const VERIFY: (&str, &str) = ("verify_email", "sev_");
-const RESET: (&str, &str) = ("password_reset", "spr_");
-const CHALLENGE: (&str, &str) = ("mfa_challenge", "smc_");
+const VERIFY: Kind = ("verify_email", "sev_");
+const RESET: Kind = ("password_reset", "spr_");
+const CHALLENGE: Kind = ("mfa_challenge", "smc_");
 
 /// Wrong codes one MFA challenge survives; the next one ends it and the
 /// user starts again with the password.
@@ -61,7 +61,56 @@ fn token_hash(presented: &str, prefix: &str) -> Option<[u8; 32]> {
         .then(|| crypto::sha256(presented.as_bytes()))
 }
 
+/// A one-time-token kind: the stored kind and the token prefix.
+type Kind = (&'static str, &'static str);
+
 impl Engine {
+    /// Stores a new one-time token of `kind` for `user` (SHA-256 only,
+    /// expiring `ttl` seconds after the account store's now) and returns it.
+    async fn issue_token(
+        &self,
+        kind: Kind,
+        user: UserId,
+        payload: serde_json::Value,
+        ttl: i64,
+    ) -> Result<String, StoreError> {
+        let (token, hash) = new_token(kind.1);
+        let now = self.accounts.ping().await?;
+        self.accounts
+            .put_one_time(OneTimeToken {
+                kind: kind.0,
+                hash,
+                user_id: user,
+                payload,
+                expires_at: now + ttl,
+            })
+            .await?;
+        Ok(token)
+    }
+
+    /// Redeems a presented one-time token of `kind` once, with its user;
+    /// a malformed, unknown, used or expired token, or a vanished user, is
+    /// `invalid`.
+    async fn redeem_token(
+        &self,
+        kind: Kind,
+        presented: &str,
+        invalid: fn() -> Error,
+    ) -> Result<(OneTimeToken, User), Error> {
+        let hash = token_hash(presented, kind.1).ok_or_else(invalid)?;
+        let t = self
+            .accounts
+            .take_one_time(kind.0, &hash)
+            .await?
+            .ok_or_else(invalid)?;
+        let user = self
+            .accounts
+            .user_by_id(t.user_id)
+            .await?
+            .ok_or_else(invalid)?;
+        Ok((t, user))
+    }
+
     pub(super) fn notify(&self, n: Notice) {
         if let Some(h) = &self.on_notice {
             (h.0)(n);
@@ -71,16 +120,13 @@ impl Engine {
     /// Stores a verification token for the user's current address and
     /// hands the link to the host.
     pub(super) async fn send_verification(&self, user: UserId, email: &Email) -> Result<(), Error> {
-        let (token, hash) = new_token(VERIFY.1);
-        let now = self.accounts.ping().await?;
-        self.accounts
-            .put_one_time(OneTimeToken {
-                kind: VERIFY.0,
-                hash,
-                user_id: user,
-                payload: json!({ "email": email.as_str() }),
-                expires_at: now + self.cfg.email_verification_ttl,
-            })
+        let token = self
+            .issue_token(
+                VERIFY,
+                user,
+                json!({ "email": email.as_str() }),
+                self.cfg.email_verification_ttl,
+            )
             .await?;
         self.notify(Notice::VerifyEmail {
             user,
@@ -162,16 +208,13 @@ impl Engine {
         let Some(to) = c.user.email().cloned() else {
             return Ok(());
         };
-        let (token, hash) = new_token(RESET.1);
-        let now = self.accounts.ping().await?;
-        self.accounts
-            .put_one_time(OneTimeToken {
-                kind: RESET.0,
-                hash,
-                user_id: c.user.id,
-                payload: json!({ "email": to.as_str() }),
-                expires_at: now + self.cfg.password_reset_ttl,
-            })
+        let token = self
+            .issue_token(
+                RESET,
+                c.user.id,
+                json!({ "email": to.as_str() }),
+                self.cfg.password_reset_ttl,
+            )
             .await?;
         self.audit(
             "password_reset_requested",
@@ -201,17 +244,9 @@ impl Engine {
     ) -> Result<(), Error> {
         let password =
             Password::new_checked(new_password).map_err(|e| Self::password_field("password", e))?;
-        let hash = token_hash(presented, RESET.1).ok_or(Error::LinkInvalid)?;
-        let t = self
-            .accounts
-            .take_one_time(RESET.0, &hash)
-            .await?
-            .ok_or(Error::LinkInvalid)?;
-        let user = self
-            .accounts
-            .user_by_id(t.user_id)
-            .await?
-            .ok_or(Error::LinkInvalid)?;
+        let (t, user) = self
+            .redeem_token(RESET, presented, || Error::LinkInvalid)
+            .await?;
         if user.disabled {
             return Err(Error::LinkInvalid);
         }
@@ -240,25 +275,20 @@ impl Engine {
     /// challenge (its own token kind, `smc_…`, stored hashed) and the
     /// `mfa_required` answer carrying it. No session exists yet.
     pub(super) async fn mfa_challenge(&self, user: &User, transport: Transport) -> Error {
-        let (token, hash) = new_token(CHALLENGE.1);
-        let put = async {
-            let now = self.accounts.ping().await?;
-            self.accounts
-                .put_one_time(OneTimeToken {
-                    kind: CHALLENGE.0,
-                    hash,
-                    user_id: user.id,
-                    payload: json!({ "transport": transport.as_str(), "failures": 0 }),
-                    expires_at: now + self.cfg.mfa_challenge_ttl,
-                })
-                .await
-        };
-        if let Err(e) = put.await {
-            return e.into();
-        }
-        Error::MfaRequired {
-            challenge: token,
-            methods: vec!["totp", "recovery_code"],
+        let issued = self
+            .issue_token(
+                CHALLENGE,
+                user.id,
+                json!({ "transport": transport.as_str(), "failures": 0 }),
+                self.cfg.mfa_challenge_ttl,
+            )
+            .await;
+        match issued {
+            Ok(challenge) => Error::MfaRequired {
+                challenge,
+                methods: vec!["totp", "recovery_code"],
+            },
+            Err(e) => e.into(),
         }
     }
 
@@ -280,19 +310,11 @@ impl Engine {
         F: FnOnce(UserId) -> Fut,
         Fut: std::future::Future<Output = Result<(), Error>>,
     {
-        let hash = token_hash(challenge, CHALLENGE.1).ok_or(Error::MfaChallengeInvalid)?;
         // Taking the challenge serialises guesses: a parallel guess finds
         // nothing and fails, so attempts cannot be spent concurrently.
-        let t = self
-            .accounts
-            .take_one_time(CHALLENGE.0, &hash)
-            .await?
-            .ok_or(Error::MfaChallengeInvalid)?;
-        let user = self
-            .accounts
-            .user_by_id(t.user_id)
-            .await?
-            .ok_or(Error::MfaChallengeInvalid)?;
+        let (t, user) = self
+            .redeem_token(CHALLENGE, challenge, || Error::MfaChallengeInvalid)
+            .await?;
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
