@@ -93,7 +93,15 @@ function messageFor(e) {
       return 'An account with this email already exists. Sign in instead?';
     case 'invalid_request': {
       const errors = Array.isArray(e.problem?.errors) ? e.problem.errors : [];
-      const text = errors.map((x) => (typeof x?.message === 'string' ? x.message : '')).filter(Boolean).join(' ');
+      // The server's messages read after the field's name ("is too common; choose another").
+      const FIELDS = { password: 'The password', new_password: 'The new password', email: 'The email address', code: 'The code' };
+      const sentence = (x) => {
+        if (typeof x?.message !== 'string' || !x.message) return '';
+        const subject = typeof x.field === 'string' && Object.hasOwn(FIELDS, x.field) ? FIELDS[x.field] : '';
+        const text = subject && /^[a-z]/.test(x.message) ? `${subject} ${x.message}` : x.message;
+        return /[.!?]$/.test(text) ? text : `${text}.`;
+      };
+      const text = errors.map(sentence).filter(Boolean).join(' ');
       return text || 'Please check the form.';
     }
     case 'account_disabled':
