@@ -130,6 +130,10 @@ function totpAt(secret, step) {
   return String(bin % 1_000_000).padStart(6, '0');
 }
 const stepNow = () => Math.floor(Date.now() / 1000 / 30);
+/** Not within a second and a half of a step boundary, so a code cannot go stale on its way. */
+async function awayFromStepEdge() {
+  if (Date.now() % 30000 > 28500) await delay(2000);
+}
 
 /**
  * Opens a mail link as a fresh load: from a page already on the link's
@@ -300,7 +304,7 @@ describe('the account pages in Chromium', () => {
     }
   });
 
-  test('two-step sign-in: enrol from the dashboard, 10 recovery codes once; login asks for the code, a wrong one is refused, the right one signs in', async () => {
+  test('two-step sign-in: enrol from the dashboard, 10 recovery codes once; login asks for the code, a wrong one is refused, the right one signs in; turn it off', async () => {
     const ctx = await browser.newContext();
     try {
       const page = await open(ctx);
@@ -326,6 +330,7 @@ describe('the account pages in Chromium', () => {
       await shot(page, 'totp-setup');
       // Confirm with the previous step's code (within the server's ±1 step),
       // so the current step's is still unused for the login below.
+      await awayFromStepEdge();
       const enrolStep = stepNow() - 1;
       await page.fill('#totp-code', totpAt(secret, enrolStep));
       await page.click('#totp-confirm');
@@ -363,6 +368,7 @@ describe('the account pages in Chromium', () => {
       assert.equal(new URL(page.url()).pathname, '/login');
       await shot(page, 'login-mfa-error');
       // The right code (a later step than the one used to enrol).
+      await awayFromStepEdge();
       const step = Math.max(stepNow(), enrolStep + 1);
       await page.fill('#mfa-code', totpAt(secret, step));
       await page.press('#mfa-code', 'Enter');
@@ -370,6 +376,11 @@ describe('the account pages in Chromium', () => {
       await until(async () => /^On/.test((await page.textContent('#totp-state')) ?? ''), WAIT, 'signed in with the factor');
       const aal = await page.evaluate(async () => (await /** @type {any} */ (window).sesameUi.client.me()).session.aal);
       assert.equal(aal, 'aal2');
+      // Turning it off (just signed in with the factor: no prompt).
+      await page.click('#totp-remove');
+      await until(async () => /^Off/.test((await page.textContent('#totp-state')) ?? ''), WAIT, 'factor off');
+      assert.match((await page.textContent('#totp-status')) ?? '', /is off/);
+      assert.equal(await visible(page, '#totp-enrol'), true);
     } finally {
       await ctx.close();
     }
