@@ -20,4 +20,4 @@ cd clients/js
 npm ci --no-audit --no-fund
 npx tsc --noEmit
 node --test test/client.test.mjs
-node --test --test-concurrency=1 test/browser.test.mjs
+node --test --test-concurrency=1 test/browser.test.mjs test/account.browser.test.mjs

@@ -5,6 +5,8 @@ export interface User {
   id: string;
   email: string | null;
   email_verified: boolean;
+  /** Whether a TOTP second factor is enrolled. */
+  mfa_enabled?: boolean;
   created_at: number;
   external_id?: string;
 }
@@ -47,6 +49,25 @@ export interface SignInResult {
   user: User | null;
   sessionId: string | null;
 }
+
+/** `POST /auth/mfa/totp`: a pending factor, active after `confirmTotp`. */
+export interface TotpEnrolment {
+  /** The base32 secret, for typing into an app that cannot scan. */
+  secret: string;
+  otpauth_uri: string;
+  /** The QR code of `otpauth_uri` as a `data:image/svg+xml;base64,…` URI (rendered by the server). */
+  qr_svg: string;
+}
+
+/** `POST /auth/reauthenticate`. */
+export interface Reauthentication {
+  /** Unix seconds of this check. */
+  auth_time: number;
+  aal: string;
+}
+
+/** What proves it is still the user: the password, or a TOTP or recovery code. */
+export type ReauthProof = { password: string } | { code: string };
 
 export interface SessionLostInfo {
   /** The server's reason (`logout`, `revoked_by_user`, `reuse_detected`, …) or the refusal's code. */
@@ -107,7 +128,30 @@ export interface SesameClient {
   readonly signedIn: boolean;
 
   register(credentials: Credentials): Promise<SignInResult>;
+  /** Rejects with `MfaRequiredError` when the account has a second factor; finish with `loginMfa`. */
   login(credentials: Credentials): Promise<SignInResult>;
+  /** The second step of a login: a 6-digit TOTP code or a recovery code (`xxxx-xxxx-xxxx-xxxx`). Every tab signs in. */
+  loginMfa(challenge: string, code: string): Promise<SignInResult>;
+  /** Consumes the token of a verification link (`/verify#token=…`). */
+  verifyEmail(token: string): Promise<void>;
+  /** A new verification link: to the signed-in user without `email`, else to `email` (same answer whether it has an account). */
+  resendVerification(email?: string): Promise<void>;
+  /** Asks for a reset link; resolves the same whether or not the address has an account. */
+  forgotPassword(email: string): Promise<void>;
+  /** Sets a new password with the token of a reset link (`/reset#token=…`); every session of the account ends. */
+  resetPassword(token: string, password: string): Promise<void>;
+  /** A fresh password or factor check, for the actions that need one (`ReauthenticationRequiredError`). */
+  reauthenticate(proof: ReauthProof): Promise<Reauthentication>;
+  /** Needs a recent re-authentication. The new address is unverified until its link is followed. */
+  changeEmail(email: string): Promise<User>;
+  /** Starts enrolling a TOTP factor (needs a recent re-authentication). */
+  beginTotp(): Promise<TotpEnrolment>;
+  /** Activates the pending factor with a code from the app; the 10 recovery codes, shown once. */
+  confirmTotp(code: string): Promise<string[]>;
+  /** Removes the TOTP factor (needs a recent re-authentication). */
+  removeTotp(): Promise<void>;
+  /** Deletes the account (needs a recent re-authentication); every tab is signed out. */
+  deleteAccount(): Promise<void>;
   /** Ends this session (every tab of this browser). */
   logout(): Promise<void>;
   /** Ends every session of the user. */
@@ -154,12 +198,23 @@ export class SessionLostError extends SesameError {
 export class MaintenanceError extends SesameError {}
 export class OfflineError extends SesameError {}
 export class RateLimitedError extends SesameError {}
+/** 401 `mfa_required` from `login`. */
+export class MfaRequiredError extends SesameError {
+  /** For `loginMfa`. */
+  challenge: string;
+  /** e.g. `['totp', 'recovery_code']`. */
+  methods: string[];
+}
+/** 403 `reauthentication_required`: call `reauthenticate`, then retry. */
+export class ReauthenticationRequiredError extends SesameError {}
 
 export function isSesameError(e: unknown): e is SesameError;
 export function isSessionLostError(e: unknown): e is SessionLostError;
 export function isMaintenanceError(e: unknown): e is MaintenanceError;
 export function isOfflineError(e: unknown): e is OfflineError;
 export function isRateLimitedError(e: unknown): e is RateLimitedError;
+export function isMfaRequiredError(e: unknown): e is MfaRequiredError;
+export function isReauthenticationRequiredError(e: unknown): e is ReauthenticationRequiredError;
 
 /** `next` if it is a path starting with exactly one `/`, else `fallback` (default `/dashboard`). */
 export function safeNext(next: string | null | undefined, fallback?: string): string;

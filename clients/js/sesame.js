@@ -100,6 +100,34 @@ export class RateLimitedError extends SesameError {
   }
 }
 
+/**
+ * 401 `mfa_required`: the password was right and the account has a second
+ * factor. Finish with `client.loginMfa(error.challenge, code)`.
+ */
+export class MfaRequiredError extends SesameError {
+  /** @param {string} message @param {ConstructorParameters<typeof SesameError>[1]} [info] */
+  constructor(message, info = {}) {
+    super(message, info);
+    this.name = 'MfaRequiredError';
+    /** The one-time challenge (`smc_…`), valid a few minutes. */
+    this.challenge = typeof info.problem?.challenge === 'string' ? info.problem.challenge : '';
+    /** Accepted methods, e.g. `['totp', 'recovery_code']`. */
+    this.methods = Array.isArray(info.problem?.methods) ? info.problem.methods.filter((/** @type {unknown} */ m) => typeof m === 'string') : [];
+  }
+}
+
+/**
+ * 403 `reauthentication_required`: the last password or factor check is
+ * older than `max_auth_age`. Call `client.reauthenticate(…)`, then retry.
+ */
+export class ReauthenticationRequiredError extends SesameError {
+  /** @param {string} message @param {ConstructorParameters<typeof SesameError>[1]} [info] */
+  constructor(message, info = {}) {
+    super(message, info);
+    this.name = 'ReauthenticationRequiredError';
+  }
+}
+
 /** @param {unknown} e @returns {e is SesameError} */
 export const isSesameError = (e) => e instanceof SesameError;
 /** @param {unknown} e @returns {e is SessionLostError} */
@@ -110,6 +138,10 @@ export const isMaintenanceError = (e) => e instanceof MaintenanceError;
 export const isOfflineError = (e) => e instanceof OfflineError;
 /** @param {unknown} e @returns {e is RateLimitedError} */
 export const isRateLimitedError = (e) => e instanceof RateLimitedError;
+/** @param {unknown} e @returns {e is MfaRequiredError} */
+export const isMfaRequiredError = (e) => e instanceof MfaRequiredError;
+/** @param {unknown} e @returns {e is ReauthenticationRequiredError} */
+export const isReauthenticationRequiredError = (e) => e instanceof ReauthenticationRequiredError;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -183,6 +215,8 @@ function errorFor(res, problem) {
   };
   const message = (problem && (problem.detail || problem.title)) || `HTTP ${res.status}`;
   if (res.status === 429) return new RateLimitedError(message, info);
+  if (res.status === 401 && code === 'mfa_required') return new MfaRequiredError(message, info);
+  if (res.status === 403 && code === 'reauthentication_required') return new ReauthenticationRequiredError(message, info);
   if (res.status >= 500 || code === 'storage_unavailable') return new MaintenanceError(message, info);
   return new SesameError(message, info);
 }
@@ -692,7 +726,16 @@ export function createClient(options) {
    * @returns {Promise<import('./sesame.js').SignInResult>}
    */
   async function signIn(path, creds) {
-    const res = await sesameRequest('POST', path, { email: creds.email, password: creds.password });
+    return tokensFrom(await sesameRequest('POST', path, { email: creds.email, password: creds.password }));
+  }
+
+  /**
+   * A sign-in answer (register, login, login/mfa): a token answer is shared
+   * with every tab.
+   * @param {Response} res
+   * @returns {Promise<import('./sesame.js').SignInResult>}
+   */
+  async function tokensFrom(res) {
     if (res.status === 202) return { status: 'verification_sent', user: null, sessionId: null };
     if (!res.ok) throw report(errorFor(res, await problemOf(res)));
     const body = await res.json();
@@ -700,6 +743,16 @@ export function createClient(options) {
     adopt(body.access_token, body.expires_in, body.user, body.session_id);
     post({ type: 'login', access_token: body.access_token, expires_in: body.expires_in, user: body.user, session_id: body.session_id });
     return { status: 'signed_in', user: body.user, sessionId: body.session_id };
+  }
+
+  /**
+   * An unauthenticated call to Sesame whose answer has no tokens.
+   * @param {string} path @param {any} body
+   */
+  async function publicCall(path, body) {
+    const res = await sesameRequest('POST', path, body);
+    if (!res.ok) throw report(errorFor(res, await problemOf(res)));
+    return res.status === 204 ? null : res.json();
   }
 
   /**
@@ -726,6 +779,61 @@ export function createClient(options) {
 
     register: (creds) => signIn('/auth/register', creds),
     login: (creds) => signIn('/auth/login', creds),
+
+    async loginMfa(challenge, code) {
+      return tokensFrom(await sesameRequest('POST', '/auth/login/mfa', { challenge, code }));
+    },
+
+    async verifyEmail(token) {
+      await publicCall('/auth/verify', { token });
+      // A signed-in tab's `user` is stale now; `me()` gives the new state.
+      if (user) user = { ...user, email_verified: true };
+    },
+
+    async resendVerification(email) {
+      if (email === undefined && accessToken) await api('POST', '/auth/verify/resend');
+      else await publicCall('/auth/verify/resend', { email });
+    },
+
+    async forgotPassword(email) {
+      await publicCall('/auth/password/forgot', { email });
+    },
+
+    async resetPassword(token, password) {
+      await publicCall('/auth/password/reset', { token, password });
+      // Every session of the account ended, this browser's too if it had one.
+      if (accessToken) ended('password_changed');
+    },
+
+    async reauthenticate(proof) {
+      /** @type {Record<string, string>} */
+      const body = {};
+      if ('code' in proof && typeof proof.code === 'string') body.code = proof.code;
+      else if ('password' in proof && typeof proof.password === 'string') body.password = proof.password;
+      return api('POST', '/auth/reauthenticate', body);
+    },
+
+    async changeEmail(email) {
+      const body = await api('POST', '/auth/email', { email });
+      if (body?.user) user = body.user;
+      return body.user;
+    },
+
+    beginTotp: () => api('POST', '/auth/mfa/totp'),
+
+    async confirmTotp(code) {
+      const body = await api('POST', '/auth/mfa/totp/confirm', { code });
+      return body.recovery_codes;
+    },
+
+    async removeTotp() {
+      await api('DELETE', '/auth/mfa/totp');
+    },
+
+    async deleteAccount() {
+      await api('DELETE', '/auth/account');
+      ended('account_deleted');
+    },
 
     async logout() {
       // The access token if we have one, else the refresh cookie alone

@@ -26,6 +26,9 @@ async fn pages_and_assets_carry_the_csp_and_framing_headers() {
         ("/login", "text/html"),
         ("/register", "text/html"),
         ("/dashboard", "text/html"),
+        ("/verify", "text/html"),
+        ("/forgot", "text/html"),
+        ("/reset", "text/html"),
         ("/maintenance", "text/html"),
         ("/ui/sesame.js", "text/javascript"),
         ("/ui/app.js", "text/javascript"),
@@ -47,6 +50,24 @@ async fn pages_and_assets_carry_the_csp_and_framing_headers() {
                 "{path}"
             );
         }
+    }
+    // The link pages read their token from the fragment, which never
+    // reaches the server: a token in the query is not how they work, and
+    // the page is the same static shell either way.
+    let shell = d.get("/reset").await;
+    let with_query = d.get("/reset?token=spr_x").await;
+    assert_eq!(shell.text, with_query.text);
+    for (path, marker) in [
+        ("/verify", r#"data-page="verify""#),
+        ("/forgot", r#"id="forgot-form""#),
+        ("/reset", r#"id="reset-form""#),
+        ("/login", r#"autocomplete="one-time-code""#),
+        ("/login", r#"href="/forgot""#),
+        ("/dashboard", r#"id="reauth-form""#),
+        ("/dashboard", r#"id="totp-enrol""#),
+        ("/dashboard", r#"id="delete-start""#),
+    ] {
+        assert!(d.get(path).await.text.contains(marker), "{path}: {marker}");
     }
     let js = d.get("/ui/sesame.js").await;
     assert_eq!(

@@ -17,6 +17,8 @@ import {
   isOfflineError,
   isRateLimitedError,
   isSesameError,
+  isMfaRequiredError,
+  isReauthenticationRequiredError,
 } from './sesame.js';
 
 const page = document.body.dataset.page ?? '';
@@ -78,7 +80,7 @@ const LOGIN_NOTICES = {
   session_expired: 'Your session expired. Sign in again to continue.',
   evicted: 'This device was signed out to stay within the limit of signed-in devices.',
   account_disabled: 'This account is disabled.',
-  account_deleted: 'This account was deleted.',
+  account_deleted: 'Your account was deleted. Goodbye!',
 };
 
 /** @param {unknown} e */
@@ -91,19 +93,35 @@ function messageFor(e) {
       return 'An account with this email already exists. Sign in instead?';
     case 'invalid_request': {
       const errors = Array.isArray(e.problem?.errors) ? e.problem.errors : [];
-      const text = errors.map((x) => (typeof x?.message === 'string' ? x.message : '')).filter(Boolean).join(' ');
+      // The server's messages read after the field's name ("is too common; choose another").
+      const FIELDS = { password: 'The password', new_password: 'The new password', email: 'The email address', code: 'The code' };
+      const sentence = (x) => {
+        if (typeof x?.message !== 'string' || !x.message) return '';
+        const subject = typeof x.field === 'string' && Object.hasOwn(FIELDS, x.field) ? FIELDS[x.field] : '';
+        const text = subject && /^[a-z]/.test(x.message) ? `${subject} ${x.message}` : x.message;
+        return /[.!?]$/.test(text) ? text : `${text}.`;
+      };
+      const text = errors.map(sentence).filter(Boolean).join(' ');
       return text || 'Please check the form.';
     }
     case 'account_disabled':
       return 'This account is disabled.';
     case 'email_not_verified':
-      return 'Confirm your email address first: check your inbox.';
+      return 'Confirm your email address first: follow the link we emailed you.';
     case 'session_limit_reached':
       return 'You are signed in on too many devices. Sign out one of them first.';
     case 'csrf_rejected':
       return 'The server refused a request from this page (origin not allowed).';
     case 'not_found':
       return 'That session no longer exists.';
+    case 'invalid_mfa_code':
+      return 'That code is not right (or was used already). Check the app and try again.';
+    case 'mfa_challenge_invalid':
+      return 'That sign-in took too long or had too many tries. Sign in again.';
+    case 'link_invalid':
+      return 'This link is no longer valid: it was used already or it expired.';
+    case 'reauthentication_required':
+      return 'Confirm it is you first.';
     default:
       return e.message || 'Something went wrong. Please try again.';
   }
@@ -112,13 +130,27 @@ function messageFor(e) {
 // ---------------------------------------------------------------------------
 // The redirect policy.
 
+/** Pages that never need a session (a lost one is no reason to leave them). */
+const PUBLIC_PAGES = new Set(['login', 'register', 'verify', 'forgot', 'reset', 'maintenance']);
+
 /** @param {string | null} reason */
 function toLogin(reason) {
-  if (page === 'login' || page === 'register') return;
+  if (PUBLIC_PAGES.has(page)) return;
   const next = location.pathname + location.search;
   const q = new URLSearchParams({ next });
   if (reason) q.set('reason', reason);
   location.replace(`/login?${q}`);
+}
+
+/**
+ * The one-time token of a mail link, from the URL fragment (`#token=…`),
+ * which never reaches the server or a Referer. Cleared from the address bar
+ * (and history) once read.
+ */
+function takeFragmentToken() {
+  const token = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  return token && token.length <= 512 ? token : null;
 }
 
 /**
@@ -306,12 +338,262 @@ function initLogin() {
       return;
     }
     submit.disabled = true;
-    const ok = await guarded(() => client.login({ email: String(email), password: String(password) }), error, submit);
+    resend.hidden = true;
+    $('login-resend-status').textContent = '';
+    let ok;
+    try {
+      error.textContent = '';
+      ok = await client.login({ email: String(email), password: String(password) });
+      recovered();
+    } catch (e) {
+      if (isMfaRequiredError(e)) {
+        submit.disabled = false;
+        return showMfa(e.challenge);
+      }
+      handleError(e, error, submit);
+      if (isSesameError(e) && e.code === 'email_not_verified') {
+        pendingEmail = String(email);
+        resend.hidden = false;
+      }
+    }
     if (!isCountingDown(error)) submit.disabled = false;
     if (ok) location.assign(next);
     else if (error.textContent && !isCountingDown(error)) pwInput.focus();
   });
+
+  // email_not_verified: the password was right; offer a new link.
+  let pendingEmail = '';
+  const resend = /** @type {HTMLButtonElement} */ ($('login-resend'));
+  resend.addEventListener('click', async () => {
+    const status = $('login-resend-status');
+    const done = await guarded(async () => {
+      await client.resendVerification(pendingEmail);
+      return true;
+    }, error, resend);
+    if (done) {
+      status.textContent = `We sent a new link to ${pendingEmail}. Follow it, then sign in.`;
+      resend.hidden = true;
+    }
+  });
+
+  // The second step, after `mfa_required`.
+  const mfaForm = /** @type {HTMLFormElement} */ ($('mfa-form'));
+  const mfaSubmit = /** @type {HTMLButtonElement} */ ($('mfa-submit'));
+  const mfaInput = /** @type {HTMLInputElement} */ ($('mfa-code'));
+  const mfaError = $('mfa-error');
+  let challenge = '';
+  /** @param {string} c */
+  function showMfa(c) {
+    challenge = c;
+    form.hidden = true;
+    mfaForm.hidden = false;
+    mfaForm.reset();
+    mfaError.textContent = '';
+    markInvalid(mfaInput, false);
+    $('login-title').textContent = 'Two-step sign-in';
+    mfaInput.focus();
+  }
+  /** @param {string} [message] */
+  function backToPassword(message) {
+    challenge = '';
+    mfaForm.hidden = true;
+    form.hidden = false;
+    $('login-title').textContent = 'Sign in';
+    /** @type {HTMLInputElement} */ ($('login-password')).value = '';
+    error.textContent = message ?? '';
+    $('login-password').focus();
+  }
+  $('mfa-back').addEventListener('click', () => backToPassword());
+  mfaForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const code = mfaInput.value.trim().replace(/\s+/g, '');
+    markInvalid(mfaInput, !code);
+    if (!code) {
+      mfaError.textContent = 'Enter the code from your app, or a recovery code.';
+      mfaInput.focus();
+      return;
+    }
+    mfaSubmit.disabled = true;
+    let ok;
+    try {
+      mfaError.textContent = '';
+      ok = await client.loginMfa(challenge, code);
+      recovered();
+    } catch (e) {
+      if (isSesameError(e) && e.code === 'mfa_challenge_invalid') {
+        mfaSubmit.disabled = false;
+        return backToPassword(messageFor(e));
+      }
+      handleError(e, mfaError, mfaSubmit);
+    }
+    if (!isCountingDown(mfaError)) mfaSubmit.disabled = false;
+    if (ok) return location.assign(next);
+    if (mfaError.textContent && !isCountingDown(mfaError)) {
+      markInvalid(mfaInput, true);
+      mfaInput.select();
+      mfaInput.focus();
+    }
+  });
   $('login-email').focus();
+}
+
+/** A page without a session: retry means "is the server back?". */
+function probeView() {
+  reloadView = async () => {
+    const ready = await probe().catch(() => false);
+    if (ready) recovered();
+    else scheduleRetry($('maintenance-status'));
+  };
+}
+
+function initVerify() {
+  probeView();
+  const status = $('verify-status');
+  const token = takeFragmentToken();
+  const resendForm = /** @type {HTMLFormElement} */ ($('verify-resend-form'));
+  const error = $('verify-error');
+  const resendButton = /** @type {HTMLButtonElement} */ ($('verify-resend'));
+  function failed(text) {
+    status.textContent = text;
+    resendForm.hidden = false;
+    $('verify-email').focus();
+  }
+  resendForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const input = /** @type {HTMLInputElement} */ ($('verify-email'));
+    const email = input.value.trim();
+    markInvalid(input, !email);
+    if (!email) {
+      error.textContent = 'Enter your email address.';
+      input.focus();
+      return;
+    }
+    $('verify-notice').textContent = '';
+    const done = await guarded(async () => {
+      await client.resendVerification(email);
+      return true;
+    }, error, resendButton);
+    if (done) $('verify-notice').textContent = 'If the address has an account that still needs confirming, a new link is on its way.';
+    else if (error.textContent && !isCountingDown(error)) input.focus();
+  });
+  if (!token) {
+    failed('This page needs the link from your email. Open the link again, or get a new one.');
+    return;
+  }
+  (async () => {
+    try {
+      await client.verifyEmail(token);
+      recovered();
+      status.textContent = 'Your email address is confirmed. Thank you!';
+      $('verify-ok').hidden = false;
+      // Signed in in this browser? Then the dashboard; else the login page.
+      const signedIn = await client.restore().catch(() => false);
+      $('verify-continue').setAttribute('href', signedIn ? '/dashboard' : '/login');
+      $('verify-continue').textContent = signedIn ? 'Go to your account' : 'Sign in';
+      $('verify-title').focus();
+    } catch (e) {
+      if (isSesameError(e) && (e.code === 'link_invalid' || e.code === 'invalid_request')) {
+        failed('This link is no longer valid: it was used already, it expired, or the address changed since.');
+      } else {
+        status.textContent = '';
+        handleError(e, status);
+      }
+    }
+  })();
+}
+
+function initForgot() {
+  probeView();
+  const form = /** @type {HTMLFormElement} */ ($('forgot-form'));
+  const submit = /** @type {HTMLButtonElement} */ ($('forgot-submit'));
+  const error = $('forgot-error');
+  const notice = $('forgot-notice');
+  const input = /** @type {HTMLInputElement} */ ($('forgot-email'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    notice.textContent = '';
+    const email = input.value.trim();
+    markInvalid(input, !email);
+    if (!email) {
+      error.textContent = 'Enter your email address.';
+      input.focus();
+      return;
+    }
+    submit.disabled = true;
+    const done = await guarded(async () => {
+      await client.forgotPassword(email);
+      return true;
+    }, error, submit);
+    if (!isCountingDown(error)) submit.disabled = false;
+    if (done) {
+      notice.textContent = `If ${email} has an account, a link to set a new password is on its way. It works for 30 minutes.`;
+    } else if (error.textContent && !isCountingDown(error)) {
+      markInvalid(input, true);
+      input.focus();
+    }
+  });
+  input.focus();
+}
+
+function initReset() {
+  probeView();
+  const token = takeFragmentToken();
+  const form = /** @type {HTMLFormElement} */ ($('reset-form'));
+  const submit = /** @type {HTMLButtonElement} */ ($('reset-submit'));
+  const error = $('reset-error');
+  const pw = /** @type {HTMLInputElement} */ ($('reset-password'));
+  const rep = /** @type {HTMLInputElement} */ ($('reset-confirm'));
+  /** @param {string} [text] */
+  function invalid(text) {
+    form.hidden = true;
+    if (text) $('reset-invalid-text').textContent = text;
+    $('reset-invalid').hidden = false;
+    $('reset-forgot').focus();
+  }
+  if (!token) {
+    invalid('This page needs the link from your email. Open the link again, or ask for a new one.');
+    return;
+  }
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    markInvalid(pw, false);
+    markInvalid(rep, false);
+    let problem = null;
+    if (pw.value.length < 8) problem = [pw, 'The new password needs at least 8 characters.'];
+    else if (pw.value !== rep.value) problem = [rep, 'The two passwords differ.'];
+    if (problem) {
+      markInvalid(problem[0], true);
+      error.textContent = problem[1];
+      problem[0].focus();
+      return;
+    }
+    submit.disabled = true;
+    let done = false;
+    try {
+      error.textContent = '';
+      await client.resetPassword(token, pw.value);
+      recovered();
+      done = true;
+    } catch (e) {
+      if (isSesameError(e) && e.code === 'link_invalid') {
+        submit.disabled = false;
+        return invalid();
+      }
+      // invalid_request (too short, too common…): the link is still good.
+      handleError(e, error, submit);
+    }
+    if (!isCountingDown(error)) submit.disabled = false;
+    if (done) {
+      form.hidden = true;
+      $('reset-status').textContent = 'Your password is set. Every session was signed out, on every device.';
+      $('reset-done').hidden = false;
+      $('reset-login').focus();
+    } else if (error.textContent && !isCountingDown(error)) {
+      markInvalid(pw, true);
+      pw.focus();
+    }
+  });
+  pw.focus();
 }
 
 /** @param {HTMLElement} el */
@@ -409,6 +691,30 @@ function initDashboard() {
     $('ended').hidden = ended.length === 0;
     $('ended-empty').hidden = ended.length !== 0;
     $('logout-others').hidden = live.length < 2;
+    renderSecurity(me.user);
+  }
+
+  /** The signed-in user, as last loaded. */
+  let current = null;
+
+  function renderSecurity(user) {
+    current = user;
+    const state = $('email-state');
+    if (user.email) {
+      state.replaceChildren(
+        el('strong', {}, [user.email]),
+        user.email_verified ? el('span', { class: 'badge', 'data-verified': 'true' }, ['Verified']) : el('span', { class: 'badge unverified', 'data-verified': 'false' }, ['Not verified yet']),
+      );
+    } else {
+      state.textContent = 'No email address on this account.';
+    }
+    $('resend-verification').hidden = !user.email || user.email_verified;
+    const mfa = Boolean(user.mfa_enabled);
+    $('totp-state').textContent = mfa
+      ? 'On: signing in asks for a code from your authenticator app.'
+      : 'Off: add a code from an authenticator app to your password.';
+    $('totp-enrol').hidden = mfa;
+    $('totp-remove').hidden = !mfa;
   }
 
   function sessionRow(s) {
@@ -514,12 +820,251 @@ function initDashboard() {
     await load();
   });
 
+  // --- Re-authentication: one small form, shown next to the action that
+  // needed it; satisfying it retries that action. ---
+  const reauthForm = /** @type {HTMLFormElement} */ ($('reauth-form'));
+  const reauthInput = /** @type {HTMLInputElement} */ ($('reauth-input'));
+  const reauthError = $('reauth-error');
+  /** @type {{ resolve: (ok: boolean) => void, focusBack: HTMLElement | null } | null} */
+  let reauthPending = null;
+  let reauthWithCode = false;
+
+  /** @param {boolean} code */
+  function reauthMode(code) {
+    reauthWithCode = code;
+    reauthInput.value = '';
+    reauthInput.type = code ? 'text' : 'password';
+    reauthInput.setAttribute('autocomplete', code ? 'one-time-code' : 'current-password');
+    $('reauth-label').textContent = code ? 'Code from your authenticator app (or a recovery code)' : 'Your password';
+    $('reauth-switch').hidden = !code;
+  }
+
+  /**
+   * Asks for the password (or a code), placed after `anchor`.
+   * @param {HTMLElement} anchor @returns {Promise<boolean>} whether it was satisfied
+   */
+  function askReauth(anchor) {
+    reauthPending?.resolve(false);
+    anchor.after(reauthForm);
+    reauthMode(Boolean(current?.mfa_enabled));
+    reauthError.textContent = '';
+    markInvalid(reauthInput, false);
+    reauthForm.hidden = false;
+    reauthInput.focus();
+    return new Promise((resolve) => {
+      reauthPending = { resolve, focusBack: /** @type {HTMLElement | null} */ (document.activeElement) };
+    });
+  }
+  /** @param {boolean} ok */
+  function closeReauth(ok) {
+    const p = reauthPending;
+    reauthPending = null;
+    reauthForm.hidden = true;
+    reauthInput.value = '';
+    p?.resolve(ok);
+  }
+  $('reauth-switch').addEventListener('click', () => {
+    reauthMode(false);
+    reauthInput.focus();
+  });
+  $('reauth-cancel').addEventListener('click', () => closeReauth(false));
+  reauthForm.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') closeReauth(false);
+  });
+  reauthForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const value = reauthWithCode ? reauthInput.value.trim().replace(/\s+/g, '') : reauthInput.value;
+    if (!value) {
+      markInvalid(reauthInput, true);
+      reauthError.textContent = reauthWithCode ? 'Enter the code from your app.' : 'Enter your password.';
+      reauthInput.focus();
+      return;
+    }
+    const submit = /** @type {HTMLButtonElement} */ ($('reauth-submit'));
+    submit.disabled = true;
+    const ok = await guarded(() => client.reauthenticate(reauthWithCode ? { code: value } : { password: value }), reauthError, submit);
+    if (!isCountingDown(reauthError)) submit.disabled = false;
+    if (ok) return closeReauth(true);
+    if (reauthError.textContent && !isCountingDown(reauthError)) {
+      markInvalid(reauthInput, true);
+      reauthInput.select();
+      reauthInput.focus();
+    }
+  });
+
+  /**
+   * Runs an action that may need a fresh password or factor check: on 403
+   * `reauthentication_required` the prompt appears after `anchor`, and the
+   * action runs again once it is satisfied.
+   * @template T @param {() => Promise<T>} fn @param {HTMLElement} errorEl @param {HTMLElement} anchor
+   * @returns {Promise<T | undefined>}
+   */
+  async function withReauth(fn, errorEl, anchor) {
+    for (let i = 0; i < 3; i++) {
+      errorEl.textContent = '';
+      try {
+        const r = await fn();
+        recovered();
+        return r;
+      } catch (e) {
+        if (!isReauthenticationRequiredError(e)) {
+          handleError(e, errorEl);
+          return undefined;
+        }
+        if (!(await askReauth(anchor))) return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  // --- Email ---
+  const resendButton = /** @type {HTMLButtonElement} */ ($('resend-verification'));
+  resendButton.addEventListener('click', async () => {
+    $('resend-status').textContent = '';
+    const done = await guarded(async () => {
+      await client.resendVerification();
+      return true;
+    }, $('account-error'), resendButton);
+    if (done) $('resend-status').textContent = `We sent a new confirmation link to ${current?.email ?? 'your address'}.`;
+  });
+
+  const emailForm = /** @type {HTMLFormElement} */ ($('email-form'));
+  emailForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const input = /** @type {HTMLInputElement} */ ($('new-email'));
+    const error = $('email-error');
+    const status = $('email-status');
+    status.textContent = '';
+    const email = input.value.trim();
+    markInvalid(input, !email);
+    if (!email) {
+      error.textContent = 'Enter the new address.';
+      input.focus();
+      return;
+    }
+    const user = await withReauth(() => client.changeEmail(email), error, emailForm);
+    if (!user) {
+      if (error.textContent) {
+        markInvalid(input, true);
+        input.focus();
+      }
+      return;
+    }
+    emailForm.reset();
+    renderSecurity(user);
+    status.textContent = `Your address is now ${user.email ?? email}. We sent it a confirmation link.`;
+    status.setAttribute('tabindex', '-1');
+    status.focus();
+  });
+
+  // --- Two-step sign-in ---
+  const totpError = $('totp-error');
+  const totpStatus = $('totp-status');
+  const setup = $('totp-setup');
+  $('totp-enrol').addEventListener('click', async () => {
+    totpStatus.textContent = '';
+    const enrolment = await withReauth(() => client.beginTotp(), totpError, $('totp-enrol').parentElement ?? $('totp-enrol'));
+    if (!enrolment) return;
+    const qr = enrolment.qr_svg.startsWith('data:image/svg+xml;base64,') ? enrolment.qr_svg : '';
+    /** @type {HTMLImageElement} */ ($('totp-qr')).src = qr;
+    $('totp-qr').hidden = !qr;
+    $('totp-secret').textContent = enrolment.secret;
+    setup.hidden = false;
+    $('totp-enrol').hidden = true;
+    $('totp-confirm-error').textContent = '';
+    /** @type {HTMLInputElement} */ ($('totp-code')).value = '';
+    $('totp-code').focus();
+  });
+  $('totp-cancel').addEventListener('click', () => {
+    setup.hidden = true;
+    $('totp-secret').textContent = '';
+    $('totp-enrol').hidden = false;
+    $('totp-enrol').focus();
+  });
+  const confirmForm = /** @type {HTMLFormElement} */ ($('totp-confirm-form'));
+  confirmForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const input = /** @type {HTMLInputElement} */ ($('totp-code'));
+    const error = $('totp-confirm-error');
+    const code = input.value.replace(/\s+/g, '');
+    markInvalid(input, !/^\d{6}$/.test(code));
+    if (!/^\d{6}$/.test(code)) {
+      error.textContent = 'Enter the 6 digits the app shows.';
+      input.focus();
+      return;
+    }
+    const codes = await withReauth(() => client.confirmTotp(code), error, confirmForm);
+    if (!codes) {
+      if (error.textContent) {
+        markInvalid(input, true);
+        input.select();
+        input.focus();
+      }
+      return;
+    }
+    setup.hidden = true;
+    $('totp-secret').textContent = '';
+    /** @type {HTMLImageElement} */ ($('totp-qr')).removeAttribute('src');
+    $('recovery-codes').replaceChildren(...codes.map((c) => el('li', {}, [el('code', {}, [c])])));
+    $('recovery').hidden = false;
+    $('recovery-title').focus();
+    if (current) renderSecurity({ ...current, mfa_enabled: true });
+    totpStatus.textContent = 'Two-step sign-in is on.';
+  });
+  $('recovery-hide').addEventListener('click', () => {
+    $('recovery-codes').replaceChildren();
+    $('recovery').hidden = true;
+    $('totp-title').setAttribute('tabindex', '-1');
+    $('totp-title').focus();
+  });
+  $('totp-remove').addEventListener('click', async () => {
+    totpStatus.textContent = '';
+    const done = await withReauth(
+      async () => {
+        await client.removeTotp();
+        return true;
+      },
+      totpError,
+      $('totp-remove').parentElement ?? $('totp-remove'),
+    );
+    if (!done) return;
+    if (current) renderSecurity({ ...current, mfa_enabled: false });
+    totpStatus.textContent = 'Two-step sign-in is off.';
+    $('totp-enrol').focus();
+  });
+
+  // --- Delete account ---
+  $('delete-start').addEventListener('click', () => {
+    $('delete-confirm').hidden = false;
+    $('delete-start').hidden = true;
+    $('delete-no').focus();
+  });
+  $('delete-no').addEventListener('click', () => {
+    $('delete-confirm').hidden = true;
+    $('delete-start').hidden = false;
+    $('delete-start').focus();
+  });
+  $('delete-yes').addEventListener('click', async () => {
+    const done = await withReauth(
+      async () => {
+        await client.deleteAccount();
+        return true;
+      },
+      $('delete-error'),
+      $('delete-confirm'),
+    );
+    if (done) location.assign('/login?reason=account_deleted');
+  });
+
   load();
 }
 
 const PAGES = {
   login: initLogin,
   register: initRegister,
+  verify: initVerify,
+  forgot: initForgot,
+  reset: initReset,
   dashboard: initDashboard,
   maintenance: initMaintenance,
 };

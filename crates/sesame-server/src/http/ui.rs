@@ -28,7 +28,7 @@ struct Page {
     body: &'static str,
 }
 
-/// Every page. Later pages (`/verify`, `/forgot`, `/reset`) join here.
+/// Every page.
 const PAGES: &[Page] = &[
     Page {
         path: "/login",
@@ -44,6 +44,21 @@ const PAGES: &[Page] = &[
         path: "/dashboard",
         title: "Your account",
         body: include_str!("../../ui/pages/dashboard.html"),
+    },
+    Page {
+        path: "/verify",
+        title: "Confirm your email",
+        body: include_str!("../../ui/pages/verify.html"),
+    },
+    Page {
+        path: "/forgot",
+        title: "Forgot password",
+        body: include_str!("../../ui/pages/forgot.html"),
+    },
+    Page {
+        path: "/reset",
+        title: "Set a new password",
+        body: include_str!("../../ui/pages/reset.html"),
     },
     Page {
         path: "/maintenance",
