@@ -1,4 +1,4 @@
-//! Argon2id on a bounded blocking pool with a bounded queue.
+//! Argon2id on a few dedicated threads with a bounded queue.
 //!
 //! `workers` hashes run at once (≤ cores, so a login flood leaves the async
 //! executor free for refreshes and protected routes); up to `queue` more wait;
@@ -11,22 +11,55 @@ use sesame_core::password::{self, HashError, HashParams, Password, PasswordHashe
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// The server's [`PasswordHasher`].
+/// A hashing job: runs on a pool thread and sends its own answer.
+type Job = Box<dyn FnOnce(HashParams) + Send>;
+
+/// The server's [`PasswordHasher`]: `workers` dedicated threads (not tokio's
+/// blocking pool). Dedicated, because each Argon2id hash allocates its
+/// memory cost (19 MiB) and glibc keeps freed blocks in the arena of the
+/// thread that freed them: on tokio's many blocking threads, login floods
+/// left hundreds of MiB behind (RSS 236–882 MiB in `bench/matrix.sh`); on a
+/// fixed few threads the same blocks are reused.
 #[derive(Debug, Clone)]
 pub struct PooledHasher {
-    params: HashParams,
     admitted: Arc<Semaphore>,
-    running: Arc<Semaphore>,
+    jobs: std::sync::mpsc::SyncSender<Job>,
 }
 
 impl PooledHasher {
     /// A pool of `workers` running hashes and `queue` waiting ones.
     pub fn new(params: HashParams, workers: usize, queue: usize) -> Self {
         let workers = workers.max(1);
+        // Room for every admitted job, so a send never blocks.
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(workers + queue);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..workers {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sesame-hash-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only while waiting for the next
+                        // job, never while hashing.
+                        let job = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(params),
+                            // Every sender is gone: the server stopped.
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start a password hashing thread");
+            }
+        }
         Self {
-            params,
             admitted: Arc::new(Semaphore::new(workers + queue)),
-            running: Arc::new(Semaphore::new(workers)),
+            jobs,
         }
     }
 
@@ -34,29 +67,25 @@ impl PooledHasher {
         &self,
         job: impl FnOnce(HashParams) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
+        let admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
             metrics_overloaded();
             HashError::Overloaded
         })?;
-        let _running = self
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::Internal)?;
-        let params = self.params;
-        tokio::task::spawn_blocking(move || {
-            lower_priority();
-            job(params)
-        })
-        .await
-        .map_err(|_| HashError::Internal)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |params| {
+            let out = job(params);
+            // The permit is released when the work is done, not when the
+            // waiting request goes away: the queue bounds work, not waiters.
+            drop(admitted);
+            let _ = tx.send(out);
+        });
+        self.jobs.try_send(job).map_err(|_| HashError::Internal)?;
+        rx.await.map_err(|_| HashError::Internal)
     }
 }
 
-/// Lowers the calling (blocking-pool) thread's priority once: Linux keeps
-/// the nice value per thread. Tokio reuses these threads for other blocking
-/// work, which then also runs niced — none of it is latency-critical.
+/// Lowers the calling hashing thread's priority once: Linux keeps the nice
+/// value per thread.
 fn lower_priority() {
     thread_local! {
         static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
