@@ -9,23 +9,15 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { startServer, until, delay, repoRoot } from './harness.mjs';
+import { startServer, until, delay, CHROMIUM, ARGS, SHOTS, CSP, openWatched, shot } from './harness.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
-const SHOTS = join(repoRoot, 'clients', 'js', 'test-output');
 const PASSWORD = 'correct horse battery staple';
 const NEW_PASSWORD = 'a brand new passphrase';
 const WAIT = 15000;
 /** The server's `max_auth_age` here: its minimum, so the prompt test waits 30 s, not 5 min. */
 const MAX_AUTH_AGE_S = 30;
-
-const CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-  "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 let n = 0;
 const email = () => `account${Date.now()}-${n++}@example.com`;
@@ -44,19 +36,7 @@ after(async () => {
 });
 
 /** A new page in `ctx`, watched for CSP violations and page errors. */
-async function open(ctx, url) {
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('console', (m) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
-  });
-  page.on('pageerror', (e) => violations.push(`page error: ${e.message}`));
-  if (url) await page.goto(url);
-  return page;
-}
-
-/** @param {import('playwright-core').Page} page @param {string} name */
-const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+const open = (ctx, url) => openWatched(ctx, url, violations, WAIT);
 
 /** Registers through the form and lands on the dashboard. */
 async function registerIn(page, base, address, password = PASSWORD) {

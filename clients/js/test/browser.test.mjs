@@ -6,20 +6,11 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { startServer, startProxy, postgresDatabase, until, repoRoot } from './harness.mjs';
+import { startServer, startProxy, postgresDatabase, until, CHROMIUM, ARGS, SHOTS, CSP, openWatched, shot } from './harness.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// The flags DEVELOPERS.md documents.
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
-const SHOTS = join(repoRoot, 'clients', 'js', 'test-output');
 const PASSWORD = 'correct horse battery staple';
 const WAIT = 15000;
-
-const CSP =
-  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-  "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
 let n = 0;
 const email = () => `browser${Date.now()}-${n++}@example.com`;
@@ -38,19 +29,7 @@ after(async () => {
 });
 
 /** A new page in `ctx`, watched for CSP violations and page errors. */
-async function open(ctx, url) {
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('console', (m) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
-  });
-  page.on('pageerror', (e) => violations.push(`page error: ${e.message}`));
-  if (url) await page.goto(url);
-  return page;
-}
-
-/** @param {import('playwright-core').Page} page @param {string} name */
-const shot = (page, name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+const open = (ctx, url) => openWatched(ctx, url, violations, WAIT);
 
 /** The live session rows of the dashboard. @param {import('playwright-core').Page} page */
 const liveRows = (page) => page.locator('#sessions-body tr');

@@ -295,3 +295,39 @@ export function postgresDatabase() {
     },
   };
 }
+
+// ---------------------------------------------------------------------------
+// Chromium: what both browser test files share.
+
+/** Debian's Chromium (override with CHROMIUM_PATH). */
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** The flags DEVELOPERS.md documents. */
+export const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+/** Screenshots go here (git-ignored). */
+export const SHOTS = resolve(repoRoot, 'clients', 'js', 'test-output');
+/** The Content-Security-Policy of every UI page (DESIGN §7), no extra API origins. */
+export const CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+  "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+/**
+ * A new page in `ctx` with `timeout` as its default, whose CSP violations and
+ * page errors are pushed onto `violations`; goes to `url` if given.
+ * @param {import('playwright-core').BrowserContext} ctx
+ * @param {string | undefined} url
+ * @param {string[]} violations
+ * @param {number} timeout
+ */
+export async function openWatched(ctx, url, violations, timeout) {
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(timeout);
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
+  });
+  page.on('pageerror', (e) => violations.push(`page error: ${e.message}`));
+  if (url) await page.goto(url);
+  return page;
+}
+
+/** A full-page screenshot into SHOTS. @param {import('playwright-core').Page} page @param {string} name */
+export const shot = (page, name) => page.screenshot({ path: resolve(SHOTS, `${name}.png`), fullPage: true });

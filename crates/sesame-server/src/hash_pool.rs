@@ -84,23 +84,14 @@ impl PooledHasher {
     }
 }
 
-/// Lowers the calling hashing thread's priority once: Linux keeps the nice
-/// value per thread.
+/// Lowers the calling hashing thread's priority (Linux keeps the nice value
+/// per thread).
 fn lower_priority() {
-    thread_local! {
-        static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    #[cfg(target_os = "linux")]
+    if rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASH_NICE).is_err() {
+        // A sandbox may forbid it: the priority stays as it was.
+        tracing::debug!("could not lower the hashing thread's priority");
     }
-    DONE.with(|done| {
-        if done.replace(true) {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        if rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASH_NICE).is_err()
-        {
-            // A sandbox may forbid it: the priority stays as it was.
-            tracing::debug!("could not lower the hashing thread's priority");
-        }
-    });
 }
 
 /// The nice value of hashing threads (0 is normal, 19 the lowest).
