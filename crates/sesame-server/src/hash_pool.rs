@@ -7,19 +7,36 @@
 //! busy core a login flood yields to refreshes and protected routes instead
 //! of sharing the core with them equally.
 
-use sesame_core::password::{self, HashError, HashParams, Password, PasswordHasher, Verified};
+use sesame_core::password::{
+    self, HashError, HashParams, Password, PasswordHasher, Scratch, Verified,
+};
 use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
 use tokio::sync::Semaphore;
 
-/// A hashing job: runs on a pool thread and sends its own answer.
-type Job = Box<dyn FnOnce(HashParams) + Send>;
+/// Why a hashing thread got no job.
+enum NoJob {
+    /// Nothing came for [`KEEP_MEMORY`].
+    Idle,
+    /// The pool is gone.
+    Disconnected,
+}
+use NoJob::{Disconnected, Idle};
+
+/// A hashing job: runs on a pool thread, in that thread's Argon2 memory,
+/// and sends its own answer.
+type Job = Box<dyn FnOnce(HashParams, &mut Scratch) + Send>;
+
+/// How long a hashing thread keeps its Argon2 memory with nothing to do.
+const KEEP_MEMORY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The server's [`PasswordHasher`]: `workers` dedicated threads (not tokio's
-/// blocking pool). Dedicated, because each Argon2id hash allocates its
-/// memory cost (19 MiB) and glibc keeps freed blocks in the arena of the
-/// thread that freed them: on tokio's many blocking threads, login floods
-/// left hundreds of MiB behind (RSS 236–882 MiB in `bench/matrix.sh`); on a
-/// fixed few threads the same blocks are reused.
+/// blocking pool), each keeping its Argon2id memory (the memory cost,
+/// 19 MiB) from one hash to the next while logins keep coming, and giving
+/// it back after [`KEEP_MEMORY`] idle. Dedicated, because on tokio's many
+/// blocking threads login floods left hundreds of MiB in glibc's per-thread
+/// arenas (RSS 236–882 MiB in `bench/matrix.sh`); kept, because mapping and
+/// zeroing fresh pages for every hash cost over a third of a login's CPU.
 #[derive(Debug, Clone)]
 pub struct PooledHasher {
     admitted: Arc<Semaphore>,
@@ -39,17 +56,23 @@ impl PooledHasher {
                 .name(format!("sesame-hash-{i}"))
                 .spawn(move || {
                     lower_priority();
+                    let mut scratch = Scratch::default();
                     loop {
                         // The lock is held only while waiting for the next
                         // job, never while hashing.
                         let job = match rx.lock() {
-                            Ok(r) => r.recv(),
+                            Ok(r) if scratch.is_empty() => r.recv().map_err(|_| Disconnected),
+                            Ok(r) => r.recv_timeout(KEEP_MEMORY).map_err(|e| match e {
+                                RecvTimeoutError::Timeout => Idle,
+                                RecvTimeoutError::Disconnected => Disconnected,
+                            }),
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(params),
+                            Ok(job) => job(params, &mut scratch),
+                            Err(Idle) => scratch.release(),
                             // Every sender is gone: the server stopped.
-                            Err(_) => return,
+                            Err(Disconnected) => return,
                         }
                     }
                 });
@@ -65,15 +88,15 @@ impl PooledHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(HashParams) -> T + Send + 'static,
+        job: impl FnOnce(HashParams, &mut Scratch) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let admitted = self.admitted.clone().try_acquire_owned().map_err(|_| {
             metrics_overloaded();
             HashError::Overloaded
         })?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |params| {
-            let out = job(params);
+        let job: Job = Box::new(move |params, scratch| {
+            let out = job(params, scratch);
             // The permit is released when the work is done, not when the
             // waiting request goes away: the queue bounds work, not waiters.
             drop(admitted);
@@ -106,11 +129,12 @@ fn metrics_overloaded() {
 #[async_trait::async_trait]
 impl PasswordHasher for PooledHasher {
     async fn hash(&self, pw: Password) -> Result<String, HashError> {
-        self.run(move |p| password::hash_blocking(&p, &pw)).await?
+        self.run(move |p, s| password::hash_with(&p, &pw, s))
+            .await?
     }
 
     async fn verify(&self, pw: Password, phc: String) -> Result<Verified, HashError> {
-        self.run(move |p| password::verify_blocking(&p, &pw, &phc))
+        self.run(move |p, s| password::verify_with(&p, &pw, &phc, s))
             .await
     }
 }
