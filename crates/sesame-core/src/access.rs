@@ -254,6 +254,18 @@ impl Verifier {
         }
         Ok(VerifiedClaims { claims, kid })
     }
+
+    /// Whether a token verified earlier (a cache hit) still passes: its key
+    /// is still in `ring` and it has not expired since. The rest of what
+    /// [`Verifier::verify`] checked cannot change for the same token.
+    pub fn still_valid(
+        &self,
+        ring: &(impl KeyLookup + ?Sized),
+        verified: &VerifiedClaims,
+        now: UnixTime,
+    ) -> bool {
+        ring.verifying_key(&verified.kid).is_some() && now < verified.claims.exp + self.leeway
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +296,21 @@ mod tests {
             crypto::b64(payload.to_string().as_bytes()),
             sig
         )
+    }
+
+    #[test]
+    fn still_valid_rechecks_expiry_and_key() {
+        let mk = [1u8; 32];
+        let ring =
+            KeyRing::open(&initial_records(SigningAlg::EdDSA, 0, &mk).unwrap(), &mk).unwrap();
+        let other =
+            KeyRing::open(&initial_records(SigningAlg::EdDSA, 0, &mk).unwrap(), &mk).unwrap();
+        let v = Verifier::new("https://auth.example", "sesame", 10);
+        let t = v.sign(&ring, &claims(1000)).unwrap();
+        let ok = v.verify(&ring, &t, 1000).unwrap();
+        assert!(v.still_valid(&ring, &ok, 1609));
+        assert!(!v.still_valid(&ring, &ok, 1610), "exp 1600 + leeway 10");
+        assert!(!v.still_valid(&other, &ok, 1000), "its key left the ring");
     }
 
     #[test]

@@ -202,10 +202,21 @@ pub struct Engine {
     /// changes one; changes made elsewhere show within the TTL (a disabled
     /// user's sessions are revoked in the store, so that never waits).
     users: quick_cache::sync::Cache<UserId, (User, std::time::Instant)>,
+    /// Access tokens whose signature and claims passed, by the token's
+    /// SHA-256: an Ed25519 check costs ~43 µs, a fifth of `/auth/me`'s CPU
+    /// (`perf`, `bench/`), and a client presents the same token for its whole
+    /// life. A hit still re-checks expiry and that the signing key is in the
+    /// ring ([`Verifier::still_valid`]); liveness (revocation) is checked on
+    /// every request as before. Bounded: [`VERIFIED_CACHE_TOKENS`].
+    verified: quick_cache::sync::Cache<[u8; 32], VerifiedClaims>,
     /// When an unknown `kid` last triggered a reload (at most one per
     /// [`UNKNOWN_KID_RELOAD_EVERY`], so garbage kids cannot hammer the store).
     last_kid_reload: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How many verified access tokens are remembered (see `Engine::verified`;
+/// a few hundred bytes each).
+pub const VERIFIED_CACHE_TOKENS: usize = 32_768;
 
 /// How long a cached user row is used (see `Engine::users`).
 pub const USER_CACHE_TTL: Duration = Duration::from_secs(2);
@@ -303,6 +314,7 @@ impl Engine {
             on_revoked: parts.on_revoked,
             on_notice: parts.on_notice,
             users: quick_cache::sync::Cache::new(10_000),
+            verified: quick_cache::sync::Cache::new(VERIFIED_CACHE_TOKENS),
         })
     }
 
@@ -869,6 +881,13 @@ impl Engine {
     pub async fn authenticate(&self, token: &str) -> Result<VerifiedClaims, Error> {
         let now = self.clock.now();
         let ring = self.key_ring();
+        let digest = crate::crypto::sha256(token.as_bytes());
+        if let Some(v) = self.verified.get(&digest)
+            && self.verifier.still_valid(&*ring, &v, now)
+        {
+            self.check_live(&v).await?;
+            return Ok(v);
+        }
         let verified = match self.verifier.verify(&ring, token, now) {
             Ok(v) => v,
             Err(crate::access::Rejection::UnknownKid) if self.may_reload_for_unknown_kid() => {
@@ -885,6 +904,7 @@ impl Engine {
                 return Err(Error::InvalidToken);
             }
         };
+        self.verified.insert(digest, verified.clone());
         self.check_live(&verified).await?;
         Ok(verified)
     }

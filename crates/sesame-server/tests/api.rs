@@ -548,6 +548,43 @@ async fn idle_and_absolute_expiry() {
     );
 }
 
+/// The engine remembers verified access tokens (a cache hit skips the
+/// signature check): a hit must still expire with the token and still see
+/// its session revoked.
+#[tokio::test]
+async fn remembered_access_tokens_still_expire_and_revoke() {
+    let srv = TestServer::with(|c| {
+        c.access_ttl = Some("10m".into());
+        c.leeway = Some("0s".into());
+    })
+    .await;
+    let mut d = srv.device();
+    d.register("vera@example.com").await;
+    for _ in 0..3 {
+        assert_eq!(d.me().await.status, 200);
+    }
+    srv.clock.advance(599);
+    assert_eq!(d.me().await.status, 200, "one second before expiry");
+    srv.clock.advance(1);
+    let expired = d.me().await;
+    assert_eq!(
+        (expired.status.as_u16(), expired.code()),
+        (401, "invalid_token")
+    );
+
+    let mut e = srv.device();
+    e.login("vera@example.com", PASSWORD).await;
+    assert_eq!(e.me().await.status, 200);
+    assert_eq!(e.me().await.status, 200);
+    let ended = e.post("/auth/logout", None).await;
+    assert_eq!(ended.status, 204);
+    let revoked = e.me().await;
+    assert_eq!(
+        revoked.status, 401,
+        "a remembered token of an ended session"
+    );
+}
+
 #[tokio::test]
 async fn jwks_health_and_readiness() {
     let srv = TestServer::start().await;
