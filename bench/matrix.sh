@@ -11,7 +11,8 @@
 #     sqlite postgres mariadb redis
 #                      Sesame on that backend: W1 GET /auth/me (10 000 tokens;
 #                      max, then half of it for p50/p99), W2 refresh (each
-#                      connection its own chain; max, half), W3 login, W1 at
+#                      connection its own chain; max, half), W3 login (round-
+#                      robin over 64 accounts), W1 at
 #                      1 000 req/s during a 64-connection login flood, W4 mixed
 #                      (90 % /auth/me, 9 % refresh, 1 % login; max with 32
 #                      connections — no more logins in flight than Sesame's
@@ -145,11 +146,12 @@ run_sesame() {
   if ! wait_http "$url/healthz"; then echo "sesame-$b did not start:" >&2; cat "$dir/serve.log" >&2; return; fi
   sleep 1  # start-up (migrations, key loading) frees what it used
   note "sesame-$b rss_idle_kib $(rss_kib "$pid")"
-  curl -s -o /dev/null -H "Origin: $url" -H 'Content-Type: application/json' \
-    -d "{\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\"}" "$url/auth/register"
+  # 64 accounts for the logins: one account logged into thousands of times
+  # measures how a login scales with that account's session count instead.
+  g users --base "$url" --count 64 --out "$dir/u_at" --refresh-out "$dir/u_rt" --prefix bench- >/dev/null || { echo "users failed" >&2; return; }
   g mint --sesame "$url" --admin-key "$key" --count "$TOKENS" --out "$dir/at" >/dev/null || { echo "mint failed" >&2; return; }
   note "sesame-$b rss_after_${TOKENS}_sessions_kib $(rss_kib "$pid")"
-  local t="sesame-$b" login=(--email bench@example.com --password "$PASSWORD" --origin "$url")
+  local t="sesame-$b" login=(--email "bench-{i}@example.com" --users 64 --password "$PASSWORD" --origin "$url")
   chains() { g mint --sesame "$url" --admin-key "$key" --count 64 --out "$dir/at64" --refresh-out "$dir/rt" >/dev/null; }
   for run in $(seq 1 "$RUNS"); do
     g closed --url "$url/auth/me" --tokens "$dir/at" --duration "$DURATION" --server-pid "$pid" 2>&1 | emit "$t" w1 "$run"
@@ -229,7 +231,7 @@ run_peer() {
   note "$name rss_idle_kib $(rss_kib "$pid")"
   users() { g users --base "$url" --count 64 --out "$dir/at" --refresh-out "$dir/rt" --refresh-cookie "$cookie" --prefix "$name-" >/dev/null; }
   users || { echo "$name: users failed" >&2; cat "$dir/server.log" >&2; return; }
-  local login=(--email "$name-0@example.com" --password "$PASSWORD" --origin "$url") rc=(--refresh-cookie "$cookie")
+  local login=(--email "$name-{i}@example.com" --users 64 --password "$PASSWORD" --origin "$url") rc=(--refresh-cookie "$cookie")
   for run in $(seq 1 "$RUNS"); do
     g closed --url "$url/me" --tokens "$dir/at" --duration "$DURATION" --server-pid "$pid" 2>&1 | emit "$name" w1 "$run"
     g open --url "$url/me" --tokens "$dir/at" --rate "$(half_of_last)" --duration "$DURATION" --server-pid "$pid" 2>&1 | emit "$name" w1_half "$run"

@@ -173,10 +173,14 @@ struct Target {
     /// `Origin` for POSTs (Sesame's CSRF check).
     #[arg(long)]
     origin: Option<String>,
+    /// The login address; with `--users N`, a `{i}` in it becomes 0..N-1
+    /// and logins go round-robin over those accounts.
     #[arg(long)]
     email: Option<String>,
     #[arg(long)]
     password: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    users: usize,
     /// Refresh through this cookie (`Cookie: NAME=…`, successor from
     /// `Set-Cookie`) instead of a JSON body, as the peers do.
     #[arg(long)]
@@ -236,7 +240,9 @@ struct Shared {
     paths: [String; 3],
     mode: Mode,
     origin: String,
-    login_body: Bytes,
+    /// One login body per account (`--users`), used round-robin.
+    login_bodies: Vec<Bytes>,
+    next_login: AtomicUsize,
     tokens: Vec<String>,
     refresh_tokens: Vec<String>,
     refresh_cookie: Option<String>,
@@ -263,10 +269,15 @@ impl Shared {
         };
         let paths = [path.clone(), other(&t.refresh_url)?, other(&t.login_url)?];
         let origin = t.origin.clone().unwrap_or_else(|| format!("http://{host}"));
-        let login_body = Bytes::from(
-            json!({ "email": t.email.clone().unwrap_or_default(), "password": t.password.clone().unwrap_or_default() })
-                .to_string(),
-        );
+        let email = t.email.clone().unwrap_or_default();
+        let login_bodies = (0..t.users.max(1))
+            .map(|i| {
+                Bytes::from(
+                    json!({ "email": email.replace("{i}", &i.to_string()), "password": t.password.clone().unwrap_or_default() })
+                        .to_string(),
+                )
+            })
+            .collect();
         let mix: Vec<u64> = t
             .mix
             .split(',')
@@ -287,7 +298,8 @@ impl Shared {
             paths,
             mode: t.mode,
             origin,
-            login_body,
+            login_bodies,
+            next_login: AtomicUsize::new(0),
             tokens,
             refresh_tokens,
             refresh_cookie: t.refresh_cookie.clone(),
@@ -351,7 +363,10 @@ impl Shared {
                     .header("origin", &self.origin)
                     .header("sesame-transport", "bearer")
                     .header("content-type", "application/json")
-                    .body(Full::new(self.login_body.clone())),
+                    .body(Full::new({
+                        let i = self.next_login.fetch_add(1, Ordering::Relaxed);
+                        self.login_bodies[i % self.login_bodies.len()].clone()
+                    })),
                 Kind::Get => {
                     let mut b = b.method("GET");
                     if !self.tokens.is_empty() {
