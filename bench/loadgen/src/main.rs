@@ -80,24 +80,7 @@ enum Cmd {
     /// Registers and logs in `--count` users on any server of the peers'
     /// common contract (Sesame included): access tokens to `--out`, refresh
     /// tokens (from the body, else the `--refresh-cookie`) to `--refresh-out`.
-    Users {
-        /// The server's base URL.
-        #[arg(long)]
-        base: String,
-        #[arg(long)]
-        count: usize,
-        #[arg(long)]
-        out: String,
-        #[arg(long)]
-        refresh_out: String,
-        #[arg(long)]
-        refresh_cookie: Option<String>,
-        /// Email addresses are `<prefix><i>@example.com`.
-        #[arg(long, default_value = "bench-user-")]
-        prefix: String,
-        #[arg(long, default_value = "correct horse battery staple")]
-        password: String,
-    },
+    Users(UsersArgs),
     /// A backend's own primary-key read or single-row update rate.
     Raw(raw::RawArgs),
     /// This core's Argon2id rate at Sesame's default cost (m = 19 MiB,
@@ -119,6 +102,26 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         count: usize,
     },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct UsersArgs {
+    /// The server's base URL.
+    #[arg(long)]
+    base: String,
+    #[arg(long)]
+    count: usize,
+    #[arg(long)]
+    out: String,
+    #[arg(long)]
+    refresh_out: String,
+    #[arg(long)]
+    refresh_cookie: Option<String>,
+    /// Email addresses are `<prefix><i>@example.com`.
+    #[arg(long, default_value = "bench-user-")]
+    prefix: String,
+    #[arg(long, default_value = "correct horse battery staple")]
+    password: String,
 }
 
 /// What each request is.
@@ -743,15 +746,16 @@ async fn post_json_headers(
 
 /// Registers (201, or 409 when a previous run made the account) and logs in
 /// `count` users, four at a time (logins are hash-bound).
-async fn users(
-    base: String,
-    count: usize,
-    out: String,
-    refresh_out: String,
-    refresh_cookie: Option<String>,
-    prefix: String,
-    password: String,
-) -> anyhow::Result<()> {
+async fn users(a: UsersArgs) -> anyhow::Result<()> {
+    let UsersArgs {
+        base,
+        count,
+        out,
+        refresh_out,
+        refresh_cookie,
+        prefix,
+        password,
+    } = a;
     let base = Arc::new(base.trim_end_matches('/').to_string());
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -984,26 +988,7 @@ async fn main() -> anyhow::Result<()> {
             out,
             refresh_out,
         } => mint(sesame, admin_key, count, out, refresh_out).await,
-        Cmd::Users {
-            base,
-            count,
-            out,
-            refresh_out,
-            refresh_cookie,
-            prefix,
-            password,
-        } => {
-            users(
-                base,
-                count,
-                out,
-                refresh_out,
-                refresh_cookie,
-                prefix,
-                password,
-            )
-            .await
-        }
+        Cmd::Users(a) => users(a).await,
         Cmd::Raw(a) => raw::raw(a).await,
         Cmd::Argon2 { seconds } => {
             tokio::task::spawn_blocking(move || argon2_rate(seconds)).await?

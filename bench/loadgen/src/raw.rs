@@ -82,69 +82,60 @@ enum Db {
 
 impl Db {
     async fn run(&mut self, op: Op, x: u64) -> anyhow::Result<()> {
-        let id = row_id(x);
-        match (self, op) {
-            (Db::Sqlite(p), Op::Read) => {
-                sqlx::query("SELECT generation, last_seen FROM bench_raw WHERE id = ?")
-                    .bind(id)
-                    .fetch_one(&*p)
-                    .await?;
-            }
-            (Db::Sqlite(p), Op::Update) => {
-                sqlx::query(
-                    "UPDATE bench_raw SET generation = generation + 1, last_seen = ? WHERE id = ?",
-                )
-                .bind(now_secs())
-                .bind(id)
-                .execute(&*p)
-                .await?;
-            }
-            (Db::Pg(p), Op::Read) => {
-                sqlx::query("SELECT generation, last_seen FROM bench_raw WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&*p)
-                    .await?;
-            }
-            (Db::Pg(p), Op::Update) => {
-                sqlx::query(
-                    "UPDATE bench_raw SET generation = generation + 1, last_seen = $1 WHERE id = $2",
-                )
-                .bind(now_secs())
-                .bind(id)
-                .execute(&*p)
-                .await?;
-            }
-            (Db::My(p), Op::Read) => {
-                sqlx::query("SELECT generation, last_seen FROM bench_raw WHERE id = ?")
-                    .bind(id)
-                    .fetch_one(&*p)
-                    .await?;
-            }
-            (Db::My(p), Op::Update) => {
-                sqlx::query(
-                    "UPDATE bench_raw SET generation = generation + 1, last_seen = ? WHERE id = ?",
-                )
-                .bind(now_secs())
-                .bind(id)
-                .execute(&*p)
-                .await?;
-            }
-            (Db::Redis(c), Op::Read) => {
-                let _: Vec<String> = redis::cmd("HGETALL")
-                    .arg(redis_key(x))
-                    .query_async(c)
-                    .await?;
-            }
-            (Db::Redis(c), Op::Update) => {
-                let _: i64 = redis::cmd("HSET")
-                    .arg(redis_key(x))
-                    .arg("generation")
-                    .arg(x)
-                    .arg("last_seen")
-                    .arg(now_secs())
-                    .query_async(c)
-                    .await?;
-            }
+        /// The same two statements on any sqlx pool (placeholders differ).
+        macro_rules! sql {
+            ($pool:expr, $read:literal, $update:literal) => {
+                match op {
+                    Op::Read => {
+                        sqlx::query($read)
+                            .bind(row_id(x))
+                            .fetch_one(&*$pool)
+                            .await?;
+                    }
+                    Op::Update => {
+                        sqlx::query($update)
+                            .bind(now_secs())
+                            .bind(row_id(x))
+                            .execute(&*$pool)
+                            .await?;
+                    }
+                }
+            };
+        }
+        match self {
+            Db::Sqlite(p) => sql!(
+                p,
+                "SELECT generation, last_seen FROM bench_raw WHERE id = ?",
+                "UPDATE bench_raw SET generation = generation + 1, last_seen = ? WHERE id = ?"
+            ),
+            Db::My(p) => sql!(
+                p,
+                "SELECT generation, last_seen FROM bench_raw WHERE id = ?",
+                "UPDATE bench_raw SET generation = generation + 1, last_seen = ? WHERE id = ?"
+            ),
+            Db::Pg(p) => sql!(
+                p,
+                "SELECT generation, last_seen FROM bench_raw WHERE id = $1",
+                "UPDATE bench_raw SET generation = generation + 1, last_seen = $1 WHERE id = $2"
+            ),
+            Db::Redis(c) => match op {
+                Op::Read => {
+                    let _: Vec<String> = redis::cmd("HGETALL")
+                        .arg(redis_key(x))
+                        .query_async(c)
+                        .await?;
+                }
+                Op::Update => {
+                    let _: i64 = redis::cmd("HSET")
+                        .arg(redis_key(x))
+                        .arg("generation")
+                        .arg(x)
+                        .arg("last_seen")
+                        .arg(now_secs())
+                        .query_async(c)
+                        .await?;
+                }
+            },
         }
         Ok(())
     }

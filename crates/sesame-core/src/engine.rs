@@ -338,6 +338,13 @@ impl Engine {
         &self.revoked
     }
 
+    /// Whether password hashing would refuse work now (see
+    /// [`PasswordHasher::saturated`]): hosts may refuse a login or
+    /// registration before reading it.
+    pub fn hashing_saturated(&self) -> bool {
+        self.hasher.saturated()
+    }
+
     /// The instance clock.
     pub fn now(&self) -> UnixTime {
         self.clock.now()
@@ -561,6 +568,9 @@ impl Engine {
     ) -> Result<Grant, Error> {
         let password =
             Password::presented(password).map_err(|e| Self::password_field("password", e))?;
+        if self.hasher.saturated() {
+            return Err(Error::Overloaded);
+        }
         let found = match Email::parse(email) {
             Ok(e) => self.accounts.user_by_email(&e).await?,
             Err(_) => None,

@@ -267,6 +267,14 @@ pub trait PasswordHasher: Send + Sync + fmt::Debug {
     async fn hash(&self, password: Password) -> Result<String, HashError>;
     /// Verifies `password` against a stored PHC string.
     async fn verify(&self, password: Password, phc: String) -> Result<Verified, HashError>;
+    /// Whether a hash asked for now would be refused as overloaded. The
+    /// engine asks before any store read, so that a login flood's excess
+    /// costs a request parse, not a user lookup: under a flood, every
+    /// request in the executor's queue is one the routes wait behind.
+    /// Advisory (the hash itself is still refused when full).
+    fn saturated(&self) -> bool {
+        false
+    }
 }
 
 /// A hasher that runs inline on the calling thread. For library users with

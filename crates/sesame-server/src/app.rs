@@ -18,8 +18,20 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// Builds the whole application router.
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let auth = Router::new()
-        .route("/auth/register", post(routes::register))
-        .route("/auth/login", post(routes::login))
+        .route(
+            "/auth/register",
+            post(routes::register).layer(middleware::from_fn_with_state(
+                state.clone(),
+                shed_when_hashing_full,
+            )),
+        )
+        .route(
+            "/auth/login",
+            post(routes::login).layer(middleware::from_fn_with_state(
+                state.clone(),
+                shed_when_hashing_full,
+            )),
+        )
         .route("/auth/refresh", post(routes::refresh))
         .route("/auth/logout", post(routes::logout))
         .route("/auth/logout-all", post(routes::logout_all))
@@ -163,6 +175,23 @@ async fn deadline(limit: Duration, req: Request, next: Next) -> Response {
                 .into_response()
         }
     }
+}
+
+/// Routes that hash (login, register) answer 503 `overloaded` before
+/// reading the body while the hashing pool is full. Why: under a login
+/// flood every request the executor handles is one `/auth/me` and refresh
+/// wait behind, so the refused ones must cost as little as possible (with
+/// the check after the body and a user lookup, `/auth/me`'s p99 during a
+/// 64-connection flood was 30–47 ms; see BENCHMARKS.md).
+async fn shed_when_hashing_full(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if state.engine.hashing_saturated() {
+        return ApiError::from(sesame_core::Error::Overloaded).into_response();
+    }
+    next.run(req).await
 }
 
 /// CSRF (§4): unsafe requests need an allowed `Origin`, or without one an

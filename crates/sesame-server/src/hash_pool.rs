@@ -11,6 +11,7 @@ use sesame_core::password::{
     self, HashError, HashParams, Password, PasswordHasher, Scratch, Verified,
 };
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use tokio::sync::Semaphore;
 
@@ -32,11 +33,14 @@ const KEEP_MEMORY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The server's [`PasswordHasher`]: `workers` dedicated threads (not tokio's
 /// blocking pool), each keeping its Argon2id memory (the memory cost,
-/// 19 MiB) from one hash to the next while logins keep coming, and giving
-/// it back after [`KEEP_MEMORY`] idle. Dedicated, because on tokio's many
-/// blocking threads login floods left hundreds of MiB in glibc's per-thread
-/// arenas (RSS 236–882 MiB in `bench/matrix.sh`); kept, because mapping and
-/// zeroing fresh pages for every hash cost over a third of a login's CPU.
+/// 19 MiB) from one hash to the next while logins keep coming, and wiping
+/// and freeing it after [`KEEP_MEMORY`] idle. Dedicated, because on tokio's
+/// many blocking threads login floods left hundreds of MiB in glibc's
+/// per-thread arenas (RSS 236–882 MiB in `bench/matrix.sh`); kept, because
+/// mapping and zeroing fresh pages for every hash cost over a third of a
+/// login's CPU. glibc may keep a freed working area in the thread's arena,
+/// so after logins RSS holds up to one per hashing thread: bounded, and
+/// reused without page faults by the next hash.
 #[derive(Debug, Clone)]
 pub struct PooledHasher {
     admitted: Arc<Semaphore>,
@@ -121,13 +125,41 @@ fn lower_priority() {
 #[cfg(target_os = "linux")]
 const HASH_NICE: i32 = 10;
 
+/// Counts a refusal; warns at most once per [`WARN_EVERY_SECS`]: a flood
+/// refuses thousands a second, and a log line each made every refusal
+/// several times dearer (the counter has the numbers).
 fn metrics_overloaded() {
     crate::telemetry::overloaded();
-    tracing::warn!("password hashing pool full: answering overloaded");
+    static LAST_WARN: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_WARN.load(Ordering::Relaxed);
+    if now >= last + WARN_EVERY_SECS
+        && LAST_WARN
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            "password hashing pool full: answering overloaded (counted in sesame_overloaded_total; \
+             this warning repeats at most every {WARN_EVERY_SECS} s)"
+        );
+    }
 }
+
+/// Spacing of the "pool full" warning.
+const WARN_EVERY_SECS: u64 = 10;
 
 #[async_trait::async_trait]
 impl PasswordHasher for PooledHasher {
+    fn saturated(&self) -> bool {
+        let full = self.admitted.available_permits() == 0;
+        if full {
+            metrics_overloaded();
+        }
+        full
+    }
+
     async fn hash(&self, pw: Password) -> Result<String, HashError> {
         self.run(move |p, s| password::hash_with(&p, &pw, s))
             .await?
