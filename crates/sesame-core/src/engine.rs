@@ -214,9 +214,9 @@ pub struct Engine {
     last_kid_reload: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// How many verified access tokens are remembered (see `Engine::verified`;
-/// a few hundred bytes each).
-pub const VERIFIED_CACHE_TOKENS: usize = 32_768;
+/// How many verified access tokens are remembered (see `Engine::verified`):
+/// 0.4–1.5 KiB each (more with application claims), so ≤ ~24 MiB.
+pub const VERIFIED_CACHE_TOKENS: usize = 16_384;
 
 /// How long a cached user row is used (see `Engine::users`).
 pub const USER_CACHE_TTL: Duration = Duration::from_secs(2);
