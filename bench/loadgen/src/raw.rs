@@ -199,21 +199,11 @@ async fn open(backend: &str, op: Op) -> anyhow::Result<Db> {
         sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (id VARBINARY(16) PRIMARY KEY, generation BIGINT NOT NULL, last_seen BIGINT NOT NULL) ENGINE=InnoDB")
             .execute(&pool)
             .await?;
-        let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bench_raw")
-            .fetch_one(&pool)
+        // MariaDB's sequence engine makes the 100 000 ids in one statement
+        // (the same bytes as `row_id`: 8 zero bytes, then the number).
+        sqlx::query("INSERT IGNORE INTO bench_raw SELECT UNHEX(LPAD(HEX(seq), 32, '0')), 0, 0 FROM seq_0_to_99999")
+            .execute(&pool)
             .await?;
-        if have < ROWS as i64 {
-            for chunk in 0..(ROWS / 1000) {
-                let mut tx = pool.begin().await?;
-                for i in chunk * 1000..(chunk + 1) * 1000 {
-                    sqlx::query("INSERT IGNORE INTO bench_raw VALUES (?, 0, 0)")
-                        .bind(row_id(i))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }
-        }
         return Ok(Db::My(pool));
     }
     if backend.starts_with("redis://") {

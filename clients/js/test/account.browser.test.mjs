@@ -8,10 +8,8 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import { createHmac } from 'node:crypto';
-import { chromium } from 'playwright-core';
-import { startServer, until, delay, CHROMIUM, ARGS, SHOTS, CSP, openWatched, shot } from './harness.mjs';
+import { startServer, until, delay, CSP, chromiumForTests, shot } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 const NEW_PASSWORD = 'a brand new passphrase';
@@ -22,21 +20,8 @@ const MAX_AUTH_AGE_S = 30;
 let n = 0;
 const email = () => `account${Date.now()}-${n++}@example.com`;
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** CSP violations and page errors, from every page. */
-const violations = [];
-
-before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true, timeout: 30000 });
-});
-after(async () => {
-  await browser?.close();
-});
-
-/** A new page in `ctx`, watched for CSP violations and page errors. */
-const open = (ctx, url) => openWatched(ctx, url, violations, WAIT);
+/** Chromium for this file; CSP violations and page errors from every page. */
+const { violations, newContext, open } = chromiumForTests(WAIT);
 
 /** Registers through the form and lands on the dashboard. */
 async function registerIn(page, base, address, password = PASSWORD) {
@@ -139,7 +124,7 @@ describe('the account pages in Chromium', () => {
 
   before(async () => {
     srv = await startServer({ host: 'localhost', env: { SESAME_MAX_AUTH_AGE: `${MAX_AUTH_AGE_S}s` } });
-    staleCtx = await browser.newContext();
+    staleCtx = await newContext();
     stalePage = await open(staleCtx);
     staleAddress = email();
     await registerIn(stalePage, srv.url, staleAddress);
@@ -151,7 +136,7 @@ describe('the account pages in Chromium', () => {
   });
 
   test('the new pages answer with the CSP and framing headers; without a token the link pages say so', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await newContext();
     try {
       const page = await open(ctx);
       for (const path of ['/verify', '/forgot', '/reset']) {
@@ -188,7 +173,7 @@ describe('the account pages in Chromium', () => {
   });
 
   test('register → the link from the outbox on /verify → verified, and the dashboard says so', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await newContext();
     try {
       const page = await open(ctx);
       const address = email();
@@ -225,8 +210,8 @@ describe('the account pages in Chromium', () => {
   });
 
   test('forgot → the reset link → a new password; the older session goes to /login at its next action; the new password works', async () => {
-    const oldCtx = await browser.newContext();
-    const ctx = await browser.newContext();
+    const oldCtx = await newContext();
+    const ctx = await newContext();
     try {
       const address = email();
       const old = await open(oldCtx);
@@ -285,7 +270,7 @@ describe('the account pages in Chromium', () => {
   });
 
   test('two-step sign-in: enrol from the dashboard, 10 recovery codes once; login asks for the code, a wrong one is refused, the right one signs in; turn it off', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await newContext();
     try {
       const page = await open(ctx);
       const address = email();
@@ -397,7 +382,7 @@ describe('the account pages in Chromium', () => {
 
   test('delete account: confirmation, then /login with a goodbye; the old session is gone', async () => {
     const page = stalePage;
-    const otherCtx = await browser.newContext();
+    const otherCtx = await newContext();
     try {
       // A second browser signed in to the same account.
       const other = await open(otherCtx);

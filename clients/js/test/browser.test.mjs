@@ -5,9 +5,7 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { chromium } from 'playwright-core';
-import { startServer, startProxy, postgresDatabase, until, CHROMIUM, ARGS, SHOTS, CSP, openWatched, shot } from './harness.mjs';
+import { startServer, startProxy, postgresDatabase, until, CSP, chromiumForTests, shot } from './harness.mjs';
 
 const PASSWORD = 'correct horse battery staple';
 const WAIT = 15000;
@@ -15,21 +13,8 @@ const WAIT = 15000;
 let n = 0;
 const email = () => `browser${Date.now()}-${n++}@example.com`;
 
-/** @type {import('playwright-core').Browser} */
-let browser;
-/** Console messages about CSP violations, from every page. */
-const violations = [];
-
-before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true, timeout: 30000 });
-});
-after(async () => {
-  await browser?.close();
-});
-
-/** A new page in `ctx`, watched for CSP violations and page errors. */
-const open = (ctx, url) => openWatched(ctx, url, violations, WAIT);
+/** Chromium for this file; CSP violations and page errors from every page. */
+const { violations, newContext, open } = chromiumForTests(WAIT);
 
 /** The live session rows of the dashboard. @param {import('playwright-core').Page} page */
 const liveRows = (page) => page.locator('#sessions-body tr');
@@ -66,8 +51,8 @@ describe('the web UI in Chromium', () => {
 
   before(async () => {
     srv = await startServer({ host: 'localhost' });
-    first = await browser.newContext();
-    second = await browser.newContext();
+    first = await newContext();
+    second = await newContext();
   });
   after(async () => {
     await first?.close();
@@ -76,7 +61,7 @@ describe('the web UI in Chromium', () => {
   });
 
   test('every page and asset answers with the CSP and framing headers', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await newContext();
     try {
       const page = await open(ctx);
       for (const path of ['/login', '/register', '/maintenance', '/ui/sesame.js', '/ui/app.js', '/ui/style.css']) {
@@ -218,7 +203,7 @@ describe('the web UI in Chromium', () => {
   });
 
   test('the server stopped (SIGTERM) and restarted: the tab continues without a new login', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await newContext();
     try {
       const page = await open(ctx);
       await registerIn(page, srv.url, email());
@@ -262,7 +247,7 @@ describe('rate limits in Chromium', () => {
   });
 
   test('429 on login → an inline "try again in N s" from Retry-After', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await newContext();
     try {
       const page = await open(ctx, `${srv.url}/login`);
       const address = email();
@@ -310,7 +295,7 @@ describe('the store cut in Chromium (PostgreSQL through a proxy)', () => {
         SESAME_REQUEST_TIMEOUT: '3s',
       },
     });
-    const ctx = await browser.newContext();
+    const ctx = await newContext();
     try {
       const page = await open(ctx);
       await registerIn(page, srv.url, email());

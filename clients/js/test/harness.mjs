@@ -3,11 +3,13 @@
 // throwaway PostgreSQL database. Nothing here imitates the server.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import { before, after } from 'node:test';
+import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, '..', '..', '..');
@@ -327,6 +329,36 @@ export async function openWatched(ctx, url, violations, timeout) {
   page.on('pageerror', (e) => violations.push(`page error: ${e.message}`));
   if (url) await page.goto(url);
   return page;
+}
+
+/**
+ * Chromium for one test file: launched before its tests (SHOTS created) and
+ * closed after them. `open` makes a watched page (see `openWatched`) whose
+ * CSP violations and page errors land in `violations`.
+ * @param {number} timeout the pages' default timeout
+ */
+export function chromiumForTests(timeout) {
+  /** @type {import('playwright-core').Browser | undefined} */
+  let browser;
+  /** @type {string[]} */
+  const violations = [];
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS, headless: true, timeout: 30000 });
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return {
+    violations,
+    /** @param {import('playwright-core').BrowserContextOptions} [opts] */
+    newContext: (opts) => {
+      if (!browser) throw new Error('Chromium is not running (outside a test?)');
+      return browser.newContext(opts);
+    },
+    /** @param {import('playwright-core').BrowserContext} ctx @param {string} [url] */
+    open: (ctx, url) => openWatched(ctx, url, violations, timeout),
+  };
 }
 
 /** A full-page screenshot into SHOTS. @param {import('playwright-core').Page} page @param {string} name */

@@ -303,6 +303,24 @@ function markInvalid(input, bad) {
   else input.removeAttribute('aria-invalid');
 }
 
+/**
+ * A field check before sending: marks `input` by `ok`; when not ok, shows
+ * `message` in `error` and focuses the field.
+ * @param {HTMLInputElement} input
+ * @param {boolean} ok
+ * @param {HTMLElement} error
+ * @param {string} message
+ * @returns {boolean} `ok`
+ */
+function requireField(input, ok, error, message) {
+  markInvalid(input, !ok);
+  if (!ok) {
+    error.textContent = message;
+    input.focus();
+  }
+  return ok;
+}
+
 // ---------------------------------------------------------------------------
 // Pages.
 
@@ -407,12 +425,7 @@ function initLogin() {
   mfaForm.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const code = mfaInput.value.trim().replace(/\s+/g, '');
-    markInvalid(mfaInput, !code);
-    if (!code) {
-      mfaError.textContent = 'Enter the code from your app, or a recovery code.';
-      mfaInput.focus();
-      return;
-    }
+    if (!requireField(mfaInput, code !== '', mfaError, 'Enter the code from your app, or a recovery code.')) return;
     mfaSubmit.disabled = true;
     let ok;
     try {
@@ -462,12 +475,7 @@ function initVerify() {
     ev.preventDefault();
     const input = /** @type {HTMLInputElement} */ ($('verify-email'));
     const email = input.value.trim();
-    markInvalid(input, !email);
-    if (!email) {
-      error.textContent = 'Enter your email address.';
-      input.focus();
-      return;
-    }
+    if (!requireField(input, email !== '', error, 'Enter your email address.')) return;
     $('verify-notice').textContent = '';
     const done = await guarded(async () => {
       await client.resendVerification(email);
@@ -513,12 +521,7 @@ function initForgot() {
     ev.preventDefault();
     notice.textContent = '';
     const email = input.value.trim();
-    markInvalid(input, !email);
-    if (!email) {
-      error.textContent = 'Enter your email address.';
-      input.focus();
-      return;
-    }
+    if (!requireField(input, email !== '', error, 'Enter your email address.')) return;
     submit.disabled = true;
     const done = await guarded(async () => {
       await client.forgotPassword(email);
@@ -936,12 +939,7 @@ function initDashboard() {
     const status = $('email-status');
     status.textContent = '';
     const email = input.value.trim();
-    markInvalid(input, !email);
-    if (!email) {
-      error.textContent = 'Enter the new address.';
-      input.focus();
-      return;
-    }
+    if (!requireField(input, email !== '', error, 'Enter the new address.')) return;
     const user = await withReauth(() => client.changeEmail(email), error, emailForm);
     if (!user) {
       if (error.textContent) {
@@ -987,12 +985,7 @@ function initDashboard() {
     const input = /** @type {HTMLInputElement} */ ($('totp-code'));
     const error = $('totp-confirm-error');
     const code = input.value.replace(/\s+/g, '');
-    markInvalid(input, !/^\d{6}$/.test(code));
-    if (!/^\d{6}$/.test(code)) {
-      error.textContent = 'Enter the 6 digits the app shows.';
-      input.focus();
-      return;
-    }
+    if (!requireField(input, /^\d{6}$/.test(code), error, 'Enter the 6 digits the app shows.')) return;
     const codes = await withReauth(() => client.confirmTotp(code), error, confirmForm);
     if (!codes) {
       if (error.textContent) {
